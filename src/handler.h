@@ -1,0 +1,100 @@
+#pragma once
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "udpguard.h"
+
+struct service_ops;
+union sockaddr_any;
+
+/* Counters of one listener, in memory shared between the dispatcher and
+ * every process that serves the listener (SIGUSR1, STATUS=). */
+struct listener_stats {
+	_Atomic uint64_t conns_now;
+	_Atomic uint64_t conns_total;
+	_Atomic uint64_t bytes_in;
+	_Atomic uint64_t bytes_out;
+	_Atomic uint64_t refused;
+	_Atomic uint64_t dropped;
+};
+
+#define STATS_ADD(l, field, n) atomic_fetch_add_explicit(&(l)->stats->field, (n), memory_order_relaxed)
+#define STATS_SUB(l, field, n) atomic_fetch_sub_explicit(&(l)->stats->field, (n), memory_order_relaxed)
+
+/* Everything a handler process needs to serve one listener. */
+struct listener_rt {
+	struct listener_config cfg;
+	/* Listening sockets: n_addrs per worker. With several epoll workers
+	 * each worker has its own SO_REUSEPORT sockets, or they all share
+	 * the same fds (then `shared`). */
+	int *fds;
+	size_t n_fds;
+	size_t n_addrs;
+	bool shared;
+	unsigned shutdown_timeout;
+	struct listener_stats *stats;
+	const uint8_t *udp_port_map; /* 65536-bit map of our UDP listener ports */
+	const struct service_ops *service;
+	void *service_state; /* chat room and the like */
+	struct udpguard guard;
+	int ready_fd; /* a byte goes here once serving; -1 after */
+	_Atomic unsigned clients; /* admitted stream connections in this process */
+};
+
+/* How a model serves a listener: run until SIGTERM, return the exit code. */
+struct model_ops {
+	const char *name;
+	int (*run)(struct listener_rt *l);
+};
+
+extern const struct model_ops handler_fork_ops;
+extern const struct model_ops handler_thread_ops;
+extern const struct model_ops handler_loop_ops;
+
+/* Entry point of a listener's handler process. */
+int handler_main(struct listener_rt *l);
+
+/* Tell the dispatcher the listener is serving. */
+void handler_notify_ready(struct listener_rt *l);
+
+/* allow/deny. True when the peer may be served. */
+bool handler_acl_ok(const struct listener_rt *l, const union sockaddr_any *peer);
+
+/* Admission of a stream connection: allow/deny, then max_clients. NULL
+ * when admitted (then handler_release() must follow the close), else the
+ * reason it was refused. Thread-safe. */
+const char *handler_admit(struct listener_rt *l, const union sockaddr_any *peer);
+void handler_release(struct listener_rt *l, const union sockaddr_any *peer);
+/* Refuse an accepted connection: count, log (rate-limited), tell a chat
+ * client the server is full, close fd. */
+void handler_refuse(struct listener_rt *l, int fd, const union sockaddr_any *peer,
+		    const char *reason);
+/* Accept failed: log rate-limited. True when the error means "out of fds
+ * or memory" and accepting should pause for a while. */
+bool handler_accept_error(struct listener_rt *l, int error);
+/* How long accepting pauses after EMFILE and friends. */
+#define HANDLER_ACCEPT_BACKOFF_USEC (100 * USEC_PER_MSEC)
+
+/* Serve one stream connection on a blocking socket until it ends: the
+ * driver of the fork and thread models. Logs open and close. A stop is
+ * requested from outside with shutdown(fd, SHUT_RD). */
+struct session;
+void handler_serve_blocking(struct session *s);
+
+/* Block every signal in the calling thread (worker threads). */
+void handler_block_signals(void);
+
+/* Prefix with %p %t %l expanded for the calling process and thread, into
+ * buf; returns its length. */
+size_t handler_expand_prefix(const struct listener_rt *l, char *buf, size_t size);
+
+/* Tune a freshly accepted stream socket (TCP_NODELAY, CLOEXEC already). */
+void handler_tune_stream(int fd);
+
+/* Receive buffer for one datagram (+ NUL room). */
+#define DGRAM_MAX 65536

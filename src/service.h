@@ -1,0 +1,38 @@
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct listener_rt;
+struct session;
+struct dgram;
+
+/* A service speaks a protocol and never sees a socket or a model. Stream
+ * services answer through session_send(); datagram services through
+ * dgram_reply(). */
+struct service_ops {
+	const char *name;
+	/* Per-listener state in the serving process (the chat room). */
+	int (*listener_init)(struct listener_rt *l);
+	void (*listener_done)(struct listener_rt *l);
+	/* A connection was accepted and admitted. */
+	void (*on_open)(struct session *s);
+	/* Input arrived; return how many bytes were consumed. What is not
+	 * consumed is offered again once output drained. */
+	size_t (*on_data)(struct session *s, const uint8_t *p, size_t n);
+	/* The peer half-closed. */
+	void (*on_eof)(struct session *s);
+	/* The connection is going away (any reason). */
+	void (*on_close)(struct session *s);
+	/* The server is stopping: last words before the close. */
+	void (*on_shutdown)(struct session *s);
+	/* One datagram from d->peer. */
+	void (*on_datagram)(struct dgram *d, const uint8_t *p, size_t n);
+};
+
+extern const struct service_ops service_echo_ops;
+extern const struct service_ops service_chat_ops;
+
+const struct service_ops *service_get(enum service_kind k);

@@ -1,0 +1,319 @@
+#include <assert.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "handler.h"
+#include "log.h"
+#include "service.h"
+#include "session.h"
+
+void
+session_init(struct session *s, int fd, struct listener_rt *lst,
+	     const struct session_driver *driver, const union sockaddr_any *peer)
+{
+	*s = (struct session){
+		.fd = fd,
+		.lst = lst,
+		.driver = driver,
+		.peer = *peer,
+		.start_usec = now_usec(),
+	};
+	s->last_active = s->start_usec;
+	sockaddr_to_string(peer, s->peer_str, sizeof(s->peer_str));
+	sockaddr_host_to_string(peer, s->host_str, sizeof(s->host_str));
+}
+
+void
+session_done(struct session *s)
+{
+	buffer_release(&s->in);
+	buffer_release(&s->out);
+}
+
+size_t
+session_send_space(const struct session *s)
+{
+	size_t l = buffer_len(&s->out);
+
+	return l >= SESSION_OUT_MAX ? 0 : SESSION_OUT_MAX - l;
+}
+
+static void
+mark_broken(struct session *s, int error)
+{
+	if (s->broken)
+		return;
+	s->broken = true;
+	buffer_release(&s->out);
+	if (!s->close_reason)
+		s->close_reason = (error == -EPIPE || error == -ECONNRESET) ? "reset" : "error";
+}
+
+/* Try to write through; returns how many bytes the socket took. A
+ * blocking socket takes everything (or breaks); a non-blocking one gets
+ * one attempt and the rest is queued. */
+static size_t
+write_through(struct session *s, const struct iovec *iov_in, int n_iov, size_t total)
+{
+	struct iovec iov[SESSION_IOV_MAX], *v = iov;
+	size_t done = 0;
+	int k = n_iov;
+
+	assert(n_iov <= SESSION_IOV_MAX);
+	memcpy(iov, iov_in, (size_t)n_iov * sizeof(*iov));
+	while (done < total && k > 0) {
+		ssize_t n = writev(s->fd, v, k);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			mark_broken(s, -errno);
+			return total;
+		}
+		done += (size_t)n;
+		s->bytes_out += (uint64_t)n;
+		if (!s->blocking)
+			break;
+		while (k > 0 && (size_t)n >= v->iov_len) {
+			n -= (ssize_t)v->iov_len;
+			v++;
+			k--;
+		}
+		if (k > 0) {
+			v->iov_base = (uint8_t *)v->iov_base + n;
+			v->iov_len -= (size_t)n;
+		}
+	}
+	return done;
+}
+
+void
+session_sendv(struct session *s, const struct iovec *iov, int n_iov)
+{
+	size_t total = 0, skip = 0;
+
+	if (s->broken)
+		return;
+	for (int i = 0; i < n_iov; i++)
+		total += iov[i].iov_len;
+	if (total == 0)
+		return;
+
+	if (buffer_len(&s->out) == 0) {
+		skip = write_through(s, iov, n_iov, total);
+		if (s->broken || skip == total)
+			return;
+	}
+
+	if (buffer_len(&s->out) + (total - skip) > SESSION_OUT_MAX) {
+		/* Only chat can get here: echo asks for space first. */
+		s->close_reason = "slow consumer";
+		mark_broken(s, 0);
+		return;
+	}
+	for (int i = 0; i < n_iov; i++) {
+		const uint8_t *p = iov[i].iov_base;
+		size_t len = iov[i].iov_len;
+
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		if (buffer_append(&s->out, p + skip, len - skip) < 0) {
+			s->close_reason = "out of memory";
+			mark_broken(s, -ENOMEM);
+			return;
+		}
+		skip = 0;
+	}
+	if (s->driver && s->driver->want_write)
+		s->driver->want_write(s);
+}
+
+void
+session_send(struct session *s, const void *p, size_t n)
+{
+	struct iovec iov = { .iov_base = (void *)p, .iov_len = n };
+
+	session_sendv(s, &iov, 1);
+}
+
+void
+session_sendf(struct session *s, const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	session_send(s, buf, MIN((size_t)n, sizeof(buf) - 1));
+}
+
+void
+session_close(struct session *s, const char *reason)
+{
+	if (!s->close_reason)
+		s->close_reason = reason;
+	s->closing = true;
+}
+
+void
+session_abort(struct session *s, const char *reason)
+{
+	if (!s->close_reason)
+		s->close_reason = reason;
+	mark_broken(s, 0);
+}
+
+void
+session_feed(struct session *s, const uint8_t *p, size_t n)
+{
+	size_t used;
+
+	if (s->broken || s->closing)
+		return;
+	if (buffer_len(&s->in) > 0) {
+		/* Keep order: new input queues behind what is kept. */
+		if (buffer_append(&s->in, p, n) < 0)
+			session_abort(s, "out of memory");
+		return;
+	}
+	used = s->lst->service->on_data(s, p, n);
+	if (used < n && !s->broken && !s->closing) {
+		if (buffer_append(&s->in, p + used, n - used) < 0)
+			session_abort(s, "out of memory");
+	}
+}
+
+void
+session_resume(struct session *s)
+{
+	size_t used;
+
+	if (buffer_len(&s->in) == 0 || s->broken || s->closing)
+		return;
+	used = s->lst->service->on_data(s, buffer_data(&s->in), buffer_len(&s->in));
+	buffer_consume(&s->in, used);
+}
+
+ssize_t
+session_read(struct session *s, uint8_t *scratch, size_t size)
+{
+	ssize_t n;
+
+	for (;;) {
+		n = read(s->fd, scratch, size);
+		if (n >= 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN)
+			return -EAGAIN;
+		n = -errno;
+		mark_broken(s, (int)n);
+		return n;
+	}
+	if (n == 0) {
+		s->read_eof = true;
+		if (s->lst->service->on_eof)
+			s->lst->service->on_eof(s);
+		if (!s->close_reason)
+			s->close_reason = "eof";
+		return 0;
+	}
+	s->bytes_in += (uint64_t)n;
+	session_feed(s, scratch, (size_t)n);
+	return n;
+}
+
+int
+session_flush(struct session *s)
+{
+	while (buffer_len(&s->out) > 0 && !s->broken) {
+		ssize_t n = write(s->fd, buffer_data(&s->out), buffer_len(&s->out));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return -EAGAIN;
+			mark_broken(s, -errno);
+			return -errno;
+		}
+		s->bytes_out += (uint64_t)n;
+		buffer_consume(&s->out, (size_t)n);
+	}
+	if (s->broken)
+		return -EPIPE;
+	/* Room again: let the service take kept input. */
+	session_resume(s);
+	return buffer_len(&s->out) > 0 ? -EAGAIN : 0;
+}
+
+bool
+session_wants_read(const struct session *s)
+{
+	return !s->read_eof && !s->closing && !s->broken && buffer_len(&s->in) == 0 &&
+	       buffer_len(&s->out) < SESSION_OUT_MAX;
+}
+
+bool
+session_wants_write(const struct session *s)
+{
+	return !s->broken && buffer_len(&s->out) > 0;
+}
+
+bool
+session_finished(const struct session *s)
+{
+	if (s->broken)
+		return true;
+	if (buffer_len(&s->out) > 0)
+		return false;
+	if (s->closing)
+		return true;
+	return s->read_eof && buffer_len(&s->in) == 0;
+}
+
+void
+session_log_open(struct session *s)
+{
+	STATS_ADD(s->lst, conns_total, 1);
+	STATS_ADD(s->lst, conns_now, 1);
+	log_listener(LOG_INFO, s->lst->cfg.name, s->peer_str, "connection opened");
+}
+
+void
+session_log_close(struct session *s)
+{
+	char reason[64], bin[48], bout[48], dur[48];
+	uint64_t d = now_usec() - s->start_usec;
+	const char *fields[5];
+
+	STATS_SUB(s->lst, conns_now, 1);
+	STATS_ADD(s->lst, bytes_in, s->bytes_in);
+	STATS_ADD(s->lst, bytes_out, s->bytes_out);
+	if (log_get_max_level() < LOG_INFO)
+		return;
+	snprintf(reason, sizeof(reason), "REASON=%s", s->close_reason ? s->close_reason : "eof");
+	snprintf(bin, sizeof(bin), "BYTES_IN=%" PRIu64, s->bytes_in);
+	snprintf(bout, sizeof(bout), "BYTES_OUT=%" PRIu64, s->bytes_out);
+	snprintf(dur, sizeof(dur), "DURATION_USEC=%" PRIu64, d);
+	fields[0] = reason;
+	fields[1] = bin;
+	fields[2] = bout;
+	fields[3] = dur;
+	fields[4] = NULL;
+	log_fields(LOG_INFO, s->lst->cfg.name, s->peer_str, fields,
+		   "connection closed (%s), %" PRIu64 " bytes in, %" PRIu64
+		   " bytes out, %" PRIu64 ".%03" PRIu64 " s",
+		   s->close_reason ? s->close_reason : "eof", s->bytes_in, s->bytes_out,
+		   d / USEC_PER_SEC, d % USEC_PER_SEC / 1000);
+}

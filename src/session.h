@@ -1,0 +1,94 @@
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "buffer.h"
+#include "util.h"
+
+struct listener_rt;
+struct session;
+
+/* Unsent output beyond this closes a connection as a slow consumer (chat)
+ * or pauses reading (echo). */
+#define SESSION_OUT_MAX (64 * 1024)
+/* Largest read() of stream input. */
+#define SESSION_READ_CHUNK (16 * 1024)
+/* Most iovecs one session_sendv() takes. */
+#define SESSION_IOV_MAX 8
+
+/* What the handler (driver) does for a session. */
+struct session_driver {
+	/* Output is pending that could not be written through: start
+	 * watching for writability. May be called from another thread when
+	 * the session is shared (chat relays); then it must be thread-safe. */
+	void (*want_write)(struct session *s);
+};
+
+/* One stream connection as a service sees it. Services never touch the
+ * socket: they read what on_data() hands them and answer through
+ * session_send(); the handler decides how bytes move. */
+struct session {
+	int fd;
+	struct listener_rt *lst;
+	const struct session_driver *driver;
+	void *driver_data;
+	void *service_data;
+	union sockaddr_any peer;
+	char peer_str[SOCKADDR_STR_MAX];
+	char host_str[SOCKADDR_STR_MAX];
+	struct buffer in;  /* input the service has not consumed yet */
+	struct buffer out; /* output the socket has not taken yet */
+	uint64_t bytes_in, bytes_out;
+	uint64_t start_usec;
+	uint64_t last_active;
+	const char *close_reason;
+	bool blocking;   /* fd is blocking: sends complete before returning */
+	bool read_eof;   /* the peer half-closed */
+	bool closing;    /* flush what is queued, then close */
+	bool broken;     /* close now, nothing more can be sent */
+	/* loop driver bookkeeping */
+	struct session *idle_prev, *idle_next;
+	bool in_idle_list;
+};
+
+/* Sets fields, formats peer strings; calls nothing. */
+void session_init(struct session *s, int fd, struct listener_rt *lst,
+		  const struct session_driver *driver, const union sockaddr_any *peer);
+/* Frees buffers; does not close the fd. */
+void session_done(struct session *s);
+
+/* Bytes the service may still queue before hitting SESSION_OUT_MAX. */
+size_t session_send_space(const struct session *s);
+/* Queue (or write through) output. Beyond SESSION_OUT_MAX the session is
+ * closed as a slow consumer. */
+void session_send(struct session *s, const void *p, size_t n);
+void session_sendv(struct session *s, const struct iovec *iov, int n_iov);
+void session_sendf(struct session *s, const char *fmt, ...) _printf_(2, 3);
+/* Flush, then close. reason is a static string ("quit", "eof", ...). */
+void session_close(struct session *s, const char *reason);
+/* Close now, dropping pending output. */
+void session_abort(struct session *s, const char *reason);
+
+/* Driver side. */
+
+/* Hand input to the service; what it does not consume is kept in s->in. */
+void session_feed(struct session *s, const uint8_t *p, size_t n);
+/* Re-offer kept input once output drained. */
+void session_resume(struct session *s);
+/* read() once into scratch and feed. >0 bytes read, 0 EOF (handled),
+ * -EAGAIN nothing to read, other -errno an error (session broken). */
+ssize_t session_read(struct session *s, uint8_t *scratch, size_t size);
+/* Write queued output. 0 all written, -EAGAIN some left, -errno error. */
+int session_flush(struct session *s);
+/* Should the driver poll for input? */
+bool session_wants_read(const struct session *s);
+bool session_wants_write(const struct session *s);
+/* Nothing more to do: close it. */
+bool session_finished(const struct session *s);
+/* Log the close with REASON/BYTES_IN/BYTES_OUT/DURATION_USEC and update
+ * counters; called by every driver exactly once per session. */
+void session_log_close(struct session *s);
+void session_log_open(struct session *s);
