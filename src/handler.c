@@ -63,13 +63,18 @@ handler_admit(struct listener_rt *l, const union sockaddr_any *peer)
 		atomic_fetch_sub(&l->clients, 1);
 		return "server full";
 	}
+	if (l->per_source && !srccount_acquire(l->per_source, peer, l->cfg.per_source)) {
+		atomic_fetch_sub(&l->clients, 1);
+		return "too many connections from this source";
+	}
 	return NULL;
 }
 
 void
 handler_release(struct listener_rt *l, const union sockaddr_any *peer)
 {
-	(void)peer;
+	if (l->per_source)
+		srccount_release(l->per_source, peer);
 	atomic_fetch_sub(&l->clients, 1);
 }
 
@@ -260,12 +265,26 @@ handler_main(struct listener_rt *l)
 					      l->service->name),
 			       1;
 	}
+	if (l->cfg.per_source > 0 && l->cfg.protocol == PROTOCOL_TCP) {
+		r = srccount_new(&l->per_source, l->cfg.max_clients);
+		if (r < 0)
+			return log_full_errno(LOG_ERR, r, l->cfg.name, NULL, "out of memory"), 1;
+	}
+	if (l->cfg.rate_limit > 0 && l->cfg.protocol == PROTOCOL_UDP &&
+	    l->cfg.service == SERVICE_ECHO) {
+		/* Shared memory: pre-forked workers share one budget. */
+		r = ratelimit_new(&l->ratelimit, l->cfg.rate_limit, HANDLER_RATELIMIT_SLOTS, true);
+		if (r < 0)
+			return log_full_errno(LOG_ERR, r, l->cfg.name, NULL, "out of memory"), 1;
+	}
 	m = models[l->cfg.model];
 	log_listener(LOG_DEBUG, l->cfg.name, NULL, "serving %s/%s with model %s",
 		     protocol_to_string(l->cfg.protocol), l->service->name, m->name);
 	r = m->run(l);
 	if (l->service->listener_done)
 		l->service->listener_done(l);
+	l->per_source = srccount_free(l->per_source);
+	l->ratelimit = ratelimit_free(l->ratelimit);
 	return r;
 }
 

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "srctable.h"
 #include "udpguard.h"
 
 struct service_ops;
@@ -44,6 +45,8 @@ struct listener_rt {
 	struct udpguard guard;
 	int ready_fd; /* a byte goes here once serving; -1 after */
 	_Atomic unsigned clients; /* admitted stream connections in this process */
+	struct srccount *per_source; /* when per_source > 0 */
+	struct ratelimit *ratelimit; /* udp echo with rate_limit > 0 */
 };
 
 /* How a model serves a listener: run until SIGTERM, return the exit code. */
@@ -95,6 +98,9 @@ size_t handler_expand_prefix(const struct listener_rt *l, char *buf, size_t size
 
 /* Tune a freshly accepted stream socket (TCP_NODELAY, CLOEXEC already). */
 void handler_tune_stream(int fd);
+
+/* Sources a rate_limit table remembers (set-associative, bounded). */
+#define HANDLER_RATELIMIT_SLOTS 4096
 
 /* Receive buffer for one datagram (+ NUL room). */
 #define DGRAM_MAX 65536

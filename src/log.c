@@ -99,6 +99,14 @@ journal_send(int level, const char *listener, const char *peer, const char *cons
 	return sd_journal_sendv(iov, (int)n);
 }
 
+static const char *
+level_name(int level)
+{
+	const char *s = log_level_to_string(level);
+
+	return s ? s : level < LOG_ERR ? "critical" : "debug";
+}
+
 int
 log_internal(int level, int error, const char *listener, const char *peer,
 	     const char *const *extra, const char *file, int line, const char *func,
@@ -130,7 +138,7 @@ log_internal(int level, int error, const char *listener, const char *peer,
 		gmtime_r(&sec, &tm);
 		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 		n = snprintf(line_buf, sizeof(line_buf), "%s.%03uZ %s %s: %s%s%s\n", ts,
-			     (unsigned)(now % USEC_PER_SEC / 1000), log_level_to_string(level),
+			     (unsigned)(now % USEC_PER_SEC / 1000), level_name(level),
 			     listener ? listener : ident, peer ? peer : "", peer ? " " : "",
 			     msg);
 		if (n > 0) {

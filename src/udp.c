@@ -104,6 +104,10 @@ udp_worker_serve(struct udp_worker *w, int fd, unsigned max)
 			drop(w, &d.peer, "source not allowed", true);
 			continue;
 		}
+		if (l->ratelimit && !ratelimit_allow(l->ratelimit, &d.peer, now_usec())) {
+			drop(w, &d.peer, "rate limit exceeded", false);
+			continue;
+		}
 		l->service->on_datagram(&d, w->buf, (size_t)n);
 	}
 	return (int)got;
