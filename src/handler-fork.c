@@ -1,4 +1,6 @@
+#include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -211,6 +213,8 @@ udp_child(struct fmodel *m)
 	int ret = 0;
 
 	child_setup(m, -1);
+	/* A restarted handler forks new workers: never leave old ones. */
+	(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (udp_worker_init(&w, lst) < 0)
 		_exit(1);
 	while (!child_stop) {
@@ -221,6 +225,7 @@ udp_child(struct fmodel *m)
 			ret = 1;
 			break;
 		}
+		udp_worker_tick(&w, lst->fds[0]);
 	}
 	udp_worker_done(&w);
 	_exit(ret);
@@ -258,6 +263,10 @@ fork_model_run(struct listener_rt *lst)
 	struct fmodel m = { .lst = lst };
 	sigset_t mask;
 	int r;
+
+	/* TCP chat: the hub is an event loop over the pumps' sockets. */
+	if (lst->cfg.protocol == PROTOCOL_TCP && lst->cfg.service == SERVICE_CHAT)
+		return handler_loop_ops.run(lst);
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
@@ -302,6 +311,8 @@ fork_model_run(struct listener_rt *lst)
 	r = loop_run(m.loop);
 	if (r < 0)
 		goto fail;
+	if (lst->cfg.protocol == PROTOCOL_UDP)
+		udp_shutdown_notice(lst);
 	loop_free(m.loop);
 	free(m.children);
 	safe_close(m.sfd);
@@ -319,3 +330,114 @@ const struct model_ops handler_fork_ops = {
 	.name = "fork",
 	.run = fork_model_run,
 };
+
+/* Fork model chat: each connection gets a child that only moves bytes
+ * between the client and a socketpair; the listener process is the hub
+ * that runs the room over the other ends. Client processes cannot see
+ * each other, so lines meet in the hub, with its ordering and its
+ * slow-consumer rule. */
+
+#define PUMP_BUF (16 * 1024)
+
+static void
+pump(int client, int hub)
+{
+	uint8_t to_hub[PUMP_BUF], to_client[PUMP_BUF];
+	size_t n_to_hub = 0, n_to_client = 0;
+	bool client_eof = false, hub_eof = false;
+
+	(void)fd_set_nonblock(client, true);
+	(void)fd_set_nonblock(hub, true);
+	for (;;) {
+		struct pollfd p[2] = {
+			{ .fd = client, .events = (short)((!client_eof && n_to_hub < PUMP_BUF ? POLLIN : 0) |
+							  (n_to_client ? POLLOUT : 0)) },
+			{ .fd = hub, .events = (short)((!hub_eof && n_to_client < PUMP_BUF ? POLLIN : 0) |
+						       (n_to_hub ? POLLOUT : 0)) },
+		};
+		ssize_t n;
+
+		/* One side ended and what it was owed is delivered: done. */
+		if ((client_eof && n_to_hub == 0) || (hub_eof && n_to_client == 0))
+			return;
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		if (p[0].revents & (POLLIN | POLLERR | POLLHUP) && p[0].events & POLLIN) {
+			n = read(client, to_hub + n_to_hub, PUMP_BUF - n_to_hub);
+			if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+				client_eof = true;
+			else if (n > 0)
+				n_to_hub += (size_t)n;
+		}
+		if (p[1].revents & (POLLIN | POLLERR | POLLHUP) && p[1].events & POLLIN) {
+			n = read(hub, to_client + n_to_client, PUMP_BUF - n_to_client);
+			if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+				hub_eof = true;
+			else if (n > 0)
+				n_to_client += (size_t)n;
+		}
+		if (n_to_hub && p[1].revents & (POLLOUT | POLLERR | POLLHUP)) {
+			n = send(hub, to_hub, n_to_hub, MSG_NOSIGNAL);
+			if (n < 0 && errno != EAGAIN && errno != EINTR)
+				return;
+			if (n > 0) {
+				memmove(to_hub, to_hub + n, n_to_hub - (size_t)n);
+				n_to_hub -= (size_t)n;
+			}
+		}
+		if (n_to_client && p[0].revents & (POLLOUT | POLLERR | POLLHUP)) {
+			n = send(client, to_client, n_to_client, MSG_NOSIGNAL);
+			if (n < 0 && errno != EAGAIN && errno != EINTR)
+				return;
+			if (n > 0) {
+				memmove(to_client, to_client + n, n_to_client - (size_t)n);
+				n_to_client -= (size_t)n;
+			}
+		}
+	}
+}
+
+int
+handler_fork_pump(struct listener_rt *l, int cfd, int *ret_hub_fd, pid_t *ret_pid)
+{
+	int sp[2], small = 16 * 1024;
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+		return -errno;
+	/* Small socket buffers: a client that stops reading backs up to
+	 * the hub quickly, where the 64 KiB slow-consumer rule applies. */
+	for (int i = 0; i < 2; i++) {
+		(void)setsockopt(sp[i], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+		(void)setsockopt(sp[i], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	}
+	pid = fork();
+	if (pid < 0) {
+		int r = -errno;
+		safe_close(sp[0]);
+		safe_close(sp[1]);
+		return r;
+	}
+	if (pid == 0) {
+		sigset_t none;
+
+		safe_close(sp[0]);
+		for (size_t i = 0; i < l->n_fds; i++)
+			safe_close(l->fds[i]);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGCHLD, SIG_DFL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		handler_tune_stream(cfd);
+		pump(cfd, sp[1]);
+		_exit(0);
+	}
+	safe_close(sp[1]);
+	*ret_hub_fd = sp[0];
+	*ret_pid = pid;
+	return 0;
+}

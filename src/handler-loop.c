@@ -3,11 +3,13 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include "acceptor.h"
 #include "handler.h"
 #include "log.h"
 #include "loop.h"
+#include "dgram.h"
 #include "service.h"
 #include "session.h"
 #include "udp.h"
@@ -21,6 +23,9 @@ struct lworker;
 struct lconn {
 	struct session s;
 	struct lworker *w;
+	struct lconn *pending_next; /* on w->pending, under pending_lock */
+	bool queued;
+	pthread_mutex_t lock; /* shared sessions only */
 };
 
 struct lworker {
@@ -34,6 +39,7 @@ struct lworker {
 	struct lconn *lru_head, *lru_tail;
 	size_t n_conns;
 	struct loop_timer idle_timer;
+	struct loop_timer tick_timer;
 	struct acceptor acceptor;
 	struct loop_timer drain_timer;
 	struct udp_worker udp;
@@ -41,6 +47,18 @@ struct lworker {
 	bool thread_started;
 	struct lworker *all; /* worker 0 only: every worker */
 	size_t n_all;
+	/* Sessions whose state changed outside their own callback (a chat
+	 * relay filled them, a timeout closed them): looked at soon. With
+	 * several chat workers other threads add to it and wake us. */
+	struct lconn *current;
+	struct lconn *pending;
+	pthread_mutex_t pending_lock;
+	struct loop_timer pending_timer;
+	bool shared;   /* sessions are reachable from other threads */
+	int wake_fd;   /* eventfd, shared only */
+	pthread_t owner;
+	bool hub;      /* fork model chat: sessions are pumps' socketpairs */
+	size_t n_children;
 	uint8_t scratch[SESSION_READ_CHUNK];
 };
 
@@ -104,22 +122,49 @@ touch(struct lworker *w, struct lconn *c)
 }
 
 static void
+pending_unlink(struct lworker *w, struct lconn *c)
+{
+	if (w->shared)
+		pthread_mutex_lock(&w->pending_lock);
+	if (c->queued) {
+		for (struct lconn **p = &w->pending; *p; p = &(*p)->pending_next)
+			if (*p == c) {
+				*p = c->pending_next;
+				break;
+			}
+		c->queued = false;
+	}
+	if (w->shared)
+		pthread_mutex_unlock(&w->pending_lock);
+}
+
+static bool
+worker_done_draining(struct lworker *w)
+{
+	return w->stopping && w->n_conns == 0 && w->n_children == 0;
+}
+
+static void
 conn_free(struct lconn *c)
 {
 	struct lworker *w = c->w;
 	struct session *s = &c->s;
 
+	/* Leave the room first: after this no other thread sends to us. */
 	if (w->lst->service->on_close)
 		w->lst->service->on_close(s);
+	pending_unlink(w, c);
 	loop_remove(w->loop, s->fd);
 	lru_unlink(w, c);
 	session_log_close(s);
 	safe_close(s->fd);
 	handler_release(w->lst, &s->peer);
 	session_done(s);
+	if (s->lock)
+		pthread_mutex_destroy(&c->lock);
 	free(c);
 	w->n_conns--;
-	if (w->stopping && w->n_conns == 0)
+	if (worker_done_draining(w))
 		loop_quit(w->loop);
 }
 
@@ -170,21 +215,77 @@ conn_io(struct loop *l, int fd, unsigned events, void *userdata)
 	struct session *s = &c->s;
 	struct lworker *w = c->w;
 
+	w->current = c;
 	if (events & LOOP_WRITE)
 		(void)session_flush(s);
-	if ((events & LOOP_READ) && session_wants_read(s))
-		(void)session_read(s, w->scratch, sizeof(w->scratch));
-	if (!s->broken)
+	/* Idle means the client sent nothing for idle_timeout. */
+	if ((events & LOOP_READ) && session_wants_read(s) &&
+	    session_read(s, w->scratch, sizeof(w->scratch)) > 0)
 		touch(w, c);
+	w->current = NULL;
 	conn_update(c);
 }
 
 static void
+on_pending(struct loop *l, struct loop_timer *t, void *userdata)
+{
+	struct lworker *w = userdata;
+	struct lconn *list;
+
+	if (w->shared)
+		pthread_mutex_lock(&w->pending_lock);
+	list = w->pending;
+	w->pending = NULL;
+	for (struct lconn *c = list; c; c = c->pending_next)
+		c->queued = false;
+	if (w->shared)
+		pthread_mutex_unlock(&w->pending_lock);
+	while (list) {
+		struct lconn *c = list;
+
+		list = c->pending_next;
+		conn_update(c);
+	}
+}
+
+static void
+on_wake(struct loop *l, int fd, unsigned events, void *userdata)
+{
+	uint64_t v;
+
+	(void)!read(fd, &v, sizeof(v));
+	on_pending(l, NULL, userdata);
+}
+
+/* The session has output, or was closed, outside its own callback. Called
+ * with the session's lock held (shared sessions), from any thread. */
+static void
 conn_want_write(struct session *s)
 {
 	struct lconn *c = container_of(s, struct lconn, s);
+	struct lworker *w = c->w;
+	bool mine = !w->shared || pthread_equal(pthread_self(), w->owner);
 
-	(void)loop_set_events(c->w->loop, s->fd, loop_get_events(c->w->loop, s->fd) | LOOP_WRITE);
+	/* Its own callback ends with conn_update() anyway. */
+	if (mine && w->current == c)
+		return;
+	if (w->shared)
+		pthread_mutex_lock(&w->pending_lock);
+	if (!c->queued) {
+		c->queued = true;
+		c->pending_next = w->pending;
+		w->pending = c;
+	}
+	if (w->shared)
+		pthread_mutex_unlock(&w->pending_lock);
+	if (mine) {
+		if (!w->pending_timer.deadline)
+			loop_timer_set(w->loop, &w->pending_timer, 1, on_pending, w);
+	} else {
+		uint64_t v = 1;
+
+		(void)!write(w->wake_fd, &v, sizeof(v));
+	}
 }
 
 static const struct session_driver loop_driver = {
@@ -206,24 +307,49 @@ on_conn(struct acceptor *a, int cfd, const union sockaddr_any *peer)
 		return;
 	}
 	c->w = w;
+	if (w->hub) {
+		int hfd;
+		pid_t pid;
+
+		r = handler_fork_pump(lst, cfd, &hfd, &pid);
+		if (r < 0) {
+			handler_release(lst, peer);
+			free(c);
+			handler_refuse(lst, cfd, peer, "cannot fork");
+			return;
+		}
+		/* The child has the client; the hub talks to the child. */
+		safe_close(cfd);
+		cfd = hfd;
+		(void)fd_set_nonblock(cfd, true);
+		w->n_children++;
+	} else
+		handler_tune_stream(cfd);
 	session_init(&c->s, cfd, lst, &loop_driver, peer);
+	if (w->shared) {
+		pthread_mutex_init(&c->lock, NULL);
+		c->s.lock = &c->lock;
+	}
 	r = loop_add(w->loop, cfd, LOOP_READ, conn_io, c);
 	if (r < 0) {
 		handler_release(lst, peer);
+		if (c->s.lock)
+			pthread_mutex_destroy(&c->lock);
 		free(c);
 		handler_refuse(lst, cfd, peer,
 			       r == -EMFILE ? "descriptor beyond FD_SETSIZE, use model poll or epoll"
 					    : "cannot watch the connection");
 		return;
 	}
-	handler_tune_stream(cfd);
 	w->n_conns++;
 	session_log_open(&c->s);
 	c->s.last_active = loop_now(w->loop);
 	lru_append(w, c);
 	idle_arm(w);
+	w->current = c;
 	if (lst->service->on_open)
 		lst->service->on_open(&c->s);
+	w->current = NULL;
 	conn_update(c);
 }
 
@@ -241,6 +367,27 @@ on_datagram(struct loop *l, int fd, unsigned events, void *userdata)
 
 static void drain_deadline(struct loop *l, struct loop_timer *t, void *userdata);
 
+static struct dgram
+worker_dgram(struct lworker *w)
+{
+	return (struct dgram){ .lst = w->lst, .fd = w->fds[0] };
+}
+
+static void
+on_tick(struct loop *l, struct loop_timer *t, void *userdata)
+{
+	struct lworker *w = userdata;
+	struct dgram d = worker_dgram(w);
+	uint64_t now = loop_now(l), next;
+
+	next = w->lst->service->tick(w->lst, w->lst->cfg.protocol == PROTOCOL_UDP ? &d : NULL, now);
+	/* At least once a second, so new deadlines are never missed by
+	 * more than that. */
+	if (!next || next > now + HANDLER_TICK_USEC)
+		next = now + HANDLER_TICK_USEC;
+	loop_timer_set(l, t, next, on_tick, w);
+}
+
 static void
 worker_stop(struct lworker *w)
 {
@@ -249,11 +396,18 @@ worker_stop(struct lworker *w)
 	if (w->stopping)
 		return;
 	w->stopping = true;
+	loop_timer_set(w->loop, &w->tick_timer, 0, NULL, NULL);
 	if (w->lst->cfg.protocol == PROTOCOL_TCP)
 		acceptor_stop(&w->acceptor);
-	else
+	else {
 		for (size_t i = 0; i < w->n_fds; i++)
 			loop_remove(w->loop, w->fds[i]);
+		if (w->is_main && w->lst->service->on_udp_shutdown) {
+			struct dgram d = worker_dgram(w);
+
+			w->lst->service->on_udp_shutdown(w->lst, &d);
+		}
+	}
 	/* Stop reading; say goodbye (chat); flush what is owed. */
 	for (c = w->lru_head; c; c = next) {
 		next = c->s.idle_next ? container_of(c->s.idle_next, struct lconn, s) : NULL;
@@ -262,7 +416,7 @@ worker_stop(struct lworker *w)
 		session_close(&c->s, "server stopping");
 		conn_update(c);
 	}
-	if (w->n_conns == 0) {
+	if (worker_done_draining(w)) {
 		loop_quit(w->loop);
 		return;
 	}
@@ -286,6 +440,24 @@ drain_deadline(struct loop *l, struct loop_timer *t, void *userdata)
 }
 
 static void
+reap_pumps(struct lworker *w)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (w->n_children > 0)
+			w->n_children--;
+		if (WIFSIGNALED(status))
+			log_listener(LOG_WARNING, w->lst->cfg.name, NULL,
+				     "connection process %ld killed by signal %d", (long)pid,
+				     WTERMSIG(status));
+	}
+	if (worker_done_draining(w))
+		loop_quit(w->loop);
+}
+
+static void
 on_stop_signal(struct loop *l, int fd, unsigned events, void *userdata)
 {
 	struct lworker *w = userdata;
@@ -295,6 +467,10 @@ on_stop_signal(struct loop *l, int fd, unsigned events, void *userdata)
 	if (w->is_main) {
 		if (read(fd, &si, sizeof(si)) != sizeof(si))
 			return;
+		if (si.ssi_signo == SIGCHLD) {
+			reap_pumps(w);
+			return;
+		}
 		/* Wake the other workers first so they drain in parallel. */
 		for (size_t i = 1; i < w->n_all; i++) {
 			v = 1;
@@ -302,7 +478,9 @@ on_stop_signal(struct loop *l, int fd, unsigned events, void *userdata)
 		}
 	} else if (read(fd, &v, sizeof(v)) != sizeof(v))
 		return;
-	loop_remove(l, fd);
+	/* Worker 0 keeps its signalfd: a hub still reaps its pumps. */
+	if (!w->is_main)
+		loop_remove(l, fd);
 	worker_stop(w);
 }
 
@@ -311,6 +489,7 @@ worker_setup(struct lworker *w)
 {
 	struct listener_rt *lst = w->lst;
 	static const enum loop_backend backend_of[_MODEL_MAX] = {
+		[MODEL_FORK] = LOOP_BACKEND_POLL, /* the chat hub */
 		[MODEL_SELECT] = LOOP_BACKEND_SELECT,
 		[MODEL_POLL] = LOOP_BACKEND_POLL,
 		[MODEL_EPOLL] = LOOP_BACKEND_EPOLL,
@@ -349,6 +528,16 @@ worker_setup(struct lworker *w)
 				return r;
 		}
 	}
+	if (w->is_main && lst->service->tick)
+		loop_timer_set(w->loop, &w->tick_timer, loop_now(w->loop) + HANDLER_TICK_USEC, on_tick, w);
+	if (w->shared) {
+		w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (w->wake_fd < 0)
+			return -errno;
+		r = loop_add(w->loop, w->wake_fd, LOOP_READ, on_wake, w);
+		if (r < 0)
+			return r;
+	}
 	return loop_add(w->loop, w->stop_fd, LOOP_READ, on_stop_signal, w);
 }
 
@@ -360,6 +549,10 @@ worker_done(struct lworker *w)
 	w->loop = loop_free(w->loop);
 	if (!w->is_main)
 		w->stop_fd = safe_close(w->stop_fd);
+	if (w->shared) {
+		w->wake_fd = safe_close(w->wake_fd);
+		pthread_mutex_destroy(&w->pending_lock);
+	}
 }
 
 static void *
@@ -368,6 +561,7 @@ worker_thread(void *arg)
 	struct lworker *w = arg;
 	int r;
 
+	w->owner = pthread_self();
 	r = loop_run(w->loop);
 	if (r < 0)
 		log_full_errno(LOG_ERR, r, w->lst->cfg.name, NULL, "event loop failed");
@@ -385,6 +579,8 @@ loop_model_run(struct listener_rt *lst)
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	if (lst->cfg.model == MODEL_FORK)
+		sigaddset(&mask, SIGCHLD);
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0)
 		return log_full_errno(LOG_ERR, errno, lst->cfg.name, NULL, "signalfd failed"), 1;
@@ -400,6 +596,13 @@ loop_model_run(struct listener_rt *lst)
 
 		w->lst = lst;
 		w->is_main = i == 0;
+		w->wake_fd = -1;
+		w->hub = lst->cfg.model == MODEL_FORK;
+		/* Chat rooms span the workers: sessions get locks. */
+		w->shared = n > 1 && lst->cfg.service == SERVICE_CHAT;
+		if (w->shared)
+			pthread_mutex_init(&w->pending_lock, NULL);
+		w->owner = pthread_self();
 		w->all = workers;
 		w->n_all = n;
 		w->n_fds = lst->n_addrs;

@@ -1,6 +1,9 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <poll.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -28,6 +31,9 @@ struct tconn {
 	struct session s;
 	struct tmodel *m;
 	struct tconn *prev, *next;
+	/* Chat: other threads queue output here and wake us. */
+	pthread_mutex_t lock;
+	int efd;
 };
 
 struct tmodel {
@@ -40,13 +46,87 @@ struct tmodel {
 	pthread_attr_t attr;
 };
 
+static void
+tconn_wake(struct session *s)
+{
+	struct tconn *c = container_of(s, struct tconn, s);
+	uint64_t v = 1;
+
+	/* Called with the session lock held, from any thread. */
+	(void)!write(c->efd, &v, sizeof(v));
+}
+
+static const struct session_driver shared_driver = {
+	.want_write = tconn_wake,
+};
+
+/* A session other threads write to (chat): non-blocking socket, a poll()
+ * over it and an eventfd, so a receiver that does not read never blocks a
+ * sender: senders only append to its bounded queue. */
+static void
+serve_shared(struct tconn *c)
+{
+	struct session *s = &c->s;
+	const struct service_ops *svc = s->lst->service;
+	uint64_t idle = (uint64_t)s->lst->cfg.idle_timeout * USEC_PER_SEC;
+	uint8_t scratch[SESSION_READ_CHUNK];
+
+	(void)fd_set_nonblock(s->fd, true);
+	handler_tune_stream(s->fd);
+	session_log_open(s);
+	if (svc->on_open)
+		svc->on_open(s);
+	while (!session_finished(s)) {
+		struct pollfd p[2] = {
+			{ .fd = s->fd, .events = (short)((session_wants_read(s) ? POLLIN : 0) |
+							 (session_wants_write(s) ? POLLOUT : 0)) },
+			{ .fd = c->efd, .events = POLLIN },
+		};
+		int timeout = -1, r;
+
+		if (idle) {
+			uint64_t now = now_usec(), due = s->last_active + idle;
+
+			if (now >= due) {
+				session_abort(s, "idle timeout");
+				break;
+			}
+			timeout = (int)MIN((due - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC,
+					   (uint64_t)INT32_MAX);
+		}
+		r = poll(p, 2, timeout);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			session_abort(s, "error");
+			break;
+		}
+		if (p[1].revents) {
+			uint64_t v;
+
+			(void)!read(c->efd, &v, sizeof(v));
+		}
+		if (p[0].revents & (POLLOUT | POLLERR | POLLHUP))
+			(void)session_flush(s);
+		if ((p[0].revents & (POLLIN | POLLERR | POLLHUP)) && session_wants_read(s) &&
+		    session_read(s, scratch, sizeof(scratch)) > 0)
+			s->last_active = now_usec();
+	}
+	if (svc->on_close)
+		svc->on_close(s);
+	session_log_close(s);
+}
+
 static void *
 conn_thread(void *arg)
 {
 	struct tconn *c = arg;
 	struct tmodel *m = c->m;
 
-	handler_serve_blocking(&c->s);
+	if (c->s.lock)
+		serve_shared(c);
+	else
+		handler_serve_blocking(&c->s);
 
 	/* Unlist before close, so the stopper never shuts down an fd
 	 * number that was reused. */
@@ -60,6 +140,10 @@ conn_thread(void *arg)
 	safe_close(c->s.fd);
 	handler_release(m->lst, &c->s.peer);
 	session_done(&c->s);
+	if (c->s.lock) {
+		pthread_mutex_destroy(&c->lock);
+		safe_close(c->efd);
+	}
 	free(c);
 	m->n_threads--;
 	pthread_cond_broadcast(&m->cond);
@@ -83,7 +167,20 @@ on_conn(struct acceptor *a, int cfd, const union sockaddr_any *peer)
 		return;
 	}
 	c->m = m;
+	c->efd = -1;
 	session_init(&c->s, cfd, lst, NULL, peer);
+	if (lst->cfg.service == SERVICE_CHAT) {
+		c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (c->efd < 0) {
+			handler_release(lst, peer);
+			free(c);
+			handler_refuse(lst, cfd, peer, "out of file descriptors");
+			return;
+		}
+		pthread_mutex_init(&c->lock, NULL);
+		c->s.lock = &c->lock;
+		c->s.driver = &shared_driver;
+	}
 
 	pthread_mutex_lock(&m->lock);
 	c->next = m->conns;
@@ -102,9 +199,25 @@ on_conn(struct acceptor *a, int cfd, const union sockaddr_any *peer)
 	if (r < 0) {
 		handler_release(lst, peer);
 		session_done(&c->s);
+		if (c->s.lock) {
+			pthread_mutex_destroy(&c->lock);
+			safe_close(c->efd);
+		}
 		free(c);
 		handler_refuse(lst, cfd, peer, "cannot start a thread");
 	}
+}
+
+static void
+on_tick(struct loop *l, struct loop_timer *t, void *userdata)
+{
+	struct tmodel *m = userdata;
+	uint64_t now = loop_now(l), next;
+
+	next = m->lst->service->tick(m->lst, NULL, now);
+	if (!next || next > now + HANDLER_TICK_USEC)
+		next = now + HANDLER_TICK_USEC;
+	loop_timer_set(l, t, next, on_tick, m);
 }
 
 static void
@@ -168,6 +281,7 @@ udp_thread(void *arg)
 			log_full_errno(LOG_ERR, r, w->lst->cfg.name, NULL, "receive failed");
 			atomic_store(&m->stopping, true);
 		}
+		udp_worker_tick(w, w->lst->fds[0]);
 	}
 	return NULL;
 }
@@ -226,6 +340,7 @@ run_udp(struct tmodel *m, int sfd)
 		pthread_join(ths[i], NULL);
 		udp_worker_done(&ws[i]);
 	}
+	udp_shutdown_notice(lst);
 	free(ws);
 	free(ths);
 	return ret;
@@ -235,6 +350,7 @@ static int
 run_tcp(struct tmodel *m, int sfd)
 {
 	struct listener_rt *lst = m->lst;
+	struct loop_timer tick = { 0 };
 	struct acceptor acc;
 	struct loop *l = NULL;
 	uint64_t deadline;
@@ -259,6 +375,8 @@ run_tcp(struct tmodel *m, int sfd)
 		loop_free(l);
 		return log_full_errno(LOG_ERR, r, lst->cfg.name, NULL, "cannot set up"), 1;
 	}
+	if (lst->service->tick)
+		loop_timer_set(l, &tick, loop_now(l) + HANDLER_TICK_USEC, on_tick, m);
 	handler_notify_ready(lst);
 	r = loop_run(l);
 	loop_free(l);

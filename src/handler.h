@@ -89,6 +89,11 @@ bool handler_accept_error(struct listener_rt *l, int error);
 struct session;
 void handler_serve_blocking(struct session *s);
 
+/* Fork model chat: fork a child that pumps bytes between the client cfd
+ * (closed here) and a socketpair whose other end (*ret_hub_fd, for the
+ * hub's session) comes back. */
+int handler_fork_pump(struct listener_rt *l, int cfd, int *ret_hub_fd, pid_t *ret_pid);
+
 /* Block every signal in the calling thread (worker threads). */
 void handler_block_signals(void);
 
@@ -98,6 +103,9 @@ size_t handler_expand_prefix(const struct listener_rt *l, char *buf, size_t size
 
 /* Tune a freshly accepted stream socket (TCP_NODELAY, CLOEXEC already). */
 void handler_tune_stream(int fd);
+
+/* Period of the service's timed work (chat timeouts). */
+#define HANDLER_TICK_USEC USEC_PER_SEC
 
 /* Sources a rate_limit table remembers (set-associative, bounded). */
 #define HANDLER_RATELIMIT_SLOTS 4096

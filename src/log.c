@@ -69,7 +69,10 @@ journal_send(int level, const char *listener, const char *peer, const char *cons
 	size_t n = 0;
 
 #define IOV_STR(s) iov[n++] = (struct iovec){ .iov_base = (void *)(s), .iov_len = strlen(s) }
-	snprintf(msgf, sizeof(msgf), "MESSAGE=%s", msg);
+	/* The listener and peer lead the text too, so the short journal
+	 * output reads like the stderr lines. */
+	snprintf(msgf, sizeof(msgf), "MESSAGE=%s%s%s%s%s", listener ? listener : "",
+		 listener ? ": " : "", peer ? peer : "", peer ? " " : "", msg);
 	IOV_STR(msgf);
 	snprintf(prio, sizeof(prio), "PRIORITY=%d", level);
 	IOV_STR(prio);

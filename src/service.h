@@ -30,6 +30,12 @@ struct service_ops {
 	void (*on_shutdown)(struct session *s);
 	/* One datagram from d->peer. */
 	void (*on_datagram)(struct dgram *d, const uint8_t *p, size_t n);
+	/* Timed work (chat: naming timeout, forgetting idle UDP peers). d is
+	 * a socket to send from (UDP) or NULL. Returns the next deadline
+	 * (CLOCK_MONOTONIC usec), 0 when nothing is due. */
+	uint64_t (*tick)(struct listener_rt *l, struct dgram *d, uint64_t now);
+	/* The server stops (UDP): last words to every peer, once. */
+	void (*on_udp_shutdown)(struct listener_rt *l, struct dgram *d);
 };
 
 extern const struct service_ops service_echo_ops;

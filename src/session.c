@@ -1,5 +1,6 @@
 #include <assert.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -22,6 +23,20 @@ session_init(struct session *s, int fd, struct listener_rt *lst,
 	s->last_active = s->start_usec;
 	sockaddr_to_string(peer, s->peer_str, sizeof(s->peer_str));
 	sockaddr_host_to_string(peer, s->host_str, sizeof(s->host_str));
+}
+
+static inline void
+lock(struct session *s)
+{
+	if (s->lock)
+		pthread_mutex_lock(s->lock);
+}
+
+static inline void
+unlock(struct session *s)
+{
+	if (s->lock)
+		pthread_mutex_unlock(s->lock);
 }
 
 void
@@ -95,24 +110,26 @@ session_sendv(struct session *s, const struct iovec *iov, int n_iov)
 {
 	size_t total = 0, skip = 0;
 
-	if (s->broken)
-		return;
 	for (int i = 0; i < n_iov; i++)
 		total += iov[i].iov_len;
 	if (total == 0)
 		return;
-
+	lock(s);
+	if (s->broken)
+		goto out;
 	if (buffer_len(&s->out) == 0) {
 		skip = write_through(s, iov, n_iov, total);
 		if (s->broken || skip == total)
-			return;
+			goto out;
 	}
 
 	if (buffer_len(&s->out) + (total - skip) > SESSION_OUT_MAX) {
-		/* Only chat can get here: echo asks for space first. */
-		s->close_reason = "slow consumer";
+		/* Only chat can get here: echo asks for space first. The
+		 * owner learns of it when woken. */
+		if (!s->close_reason)
+			s->close_reason = "slow consumer";
 		mark_broken(s, 0);
-		return;
+		goto wake;
 	}
 	for (int i = 0; i < n_iov; i++) {
 		const uint8_t *p = iov[i].iov_base;
@@ -123,14 +140,18 @@ session_sendv(struct session *s, const struct iovec *iov, int n_iov)
 			continue;
 		}
 		if (buffer_append(&s->out, p + skip, len - skip) < 0) {
-			s->close_reason = "out of memory";
+			if (!s->close_reason)
+				s->close_reason = "out of memory";
 			mark_broken(s, -ENOMEM);
-			return;
+			break;
 		}
 		skip = 0;
 	}
+wake:
 	if (s->driver && s->driver->want_write)
 		s->driver->want_write(s);
+out:
+	unlock(s);
 }
 
 void
@@ -159,17 +180,37 @@ session_sendf(struct session *s, const char *fmt, ...)
 void
 session_close(struct session *s, const char *reason)
 {
+	lock(s);
 	if (!s->close_reason)
 		s->close_reason = reason;
 	s->closing = true;
+	/* Another thread may have asked: let the owner see it. */
+	if (s->lock && s->driver && s->driver->want_write)
+		s->driver->want_write(s);
+	unlock(s);
 }
 
 void
 session_abort(struct session *s, const char *reason)
 {
+	lock(s);
 	if (!s->close_reason)
 		s->close_reason = reason;
 	mark_broken(s, 0);
+	if (s->lock && s->driver && s->driver->want_write)
+		s->driver->want_write(s);
+	unlock(s);
+}
+
+static bool
+input_closed(struct session *s)
+{
+	bool r;
+
+	lock(s);
+	r = s->broken || s->closing;
+	unlock(s);
+	return r;
 }
 
 void
@@ -177,7 +218,7 @@ session_feed(struct session *s, const uint8_t *p, size_t n)
 {
 	size_t used;
 
-	if (s->broken || s->closing)
+	if (input_closed(s))
 		return;
 	if (buffer_len(&s->in) > 0) {
 		/* Keep order: new input queues behind what is kept. */
@@ -186,7 +227,7 @@ session_feed(struct session *s, const uint8_t *p, size_t n)
 		return;
 	}
 	used = s->lst->service->on_data(s, p, n);
-	if (used < n && !s->broken && !s->closing) {
+	if (used < n && !input_closed(s)) {
 		if (buffer_append(&s->in, p + used, n - used) < 0)
 			session_abort(s, "out of memory");
 	}
@@ -197,7 +238,7 @@ session_resume(struct session *s)
 {
 	size_t used;
 
-	if (buffer_len(&s->in) == 0 || s->broken || s->closing)
+	if (buffer_len(&s->in) == 0 || input_closed(s))
 		return;
 	used = s->lst->service->on_data(s, buffer_data(&s->in), buffer_len(&s->in));
 	buffer_consume(&s->in, used);
@@ -217,15 +258,19 @@ session_read(struct session *s, uint8_t *scratch, size_t size)
 		if (errno == EAGAIN)
 			return -EAGAIN;
 		n = -errno;
+		lock(s);
 		mark_broken(s, (int)n);
+		unlock(s);
 		return n;
 	}
 	if (n == 0) {
+		lock(s);
 		s->read_eof = true;
-		if (s->lst->service->on_eof)
-			s->lst->service->on_eof(s);
 		if (!s->close_reason)
 			s->close_reason = "eof";
+		unlock(s);
+		if (s->lst->service->on_eof)
+			s->lst->service->on_eof(s);
 		return 0;
 	}
 	s->bytes_in += (uint64_t)n;
@@ -236,50 +281,78 @@ session_read(struct session *s, uint8_t *scratch, size_t size)
 int
 session_flush(struct session *s)
 {
+	int r = 0;
+
+	lock(s);
 	while (buffer_len(&s->out) > 0 && !s->broken) {
 		ssize_t n = write(s->fd, buffer_data(&s->out), buffer_len(&s->out));
 
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EAGAIN)
-				return -EAGAIN;
-			mark_broken(s, -errno);
-			return -errno;
+			if (errno == EAGAIN) {
+				r = -EAGAIN;
+				break;
+			}
+			r = -errno;
+			mark_broken(s, r);
+			break;
 		}
 		s->bytes_out += (uint64_t)n;
 		buffer_consume(&s->out, (size_t)n);
 	}
-	if (s->broken)
-		return -EPIPE;
+	if (s->broken && r == 0)
+		r = -EPIPE;
+	unlock(s);
+	if (r < 0)
+		return r;
 	/* Room again: let the service take kept input. */
 	session_resume(s);
-	return buffer_len(&s->out) > 0 ? -EAGAIN : 0;
+	lock(s);
+	r = buffer_len(&s->out) > 0 ? -EAGAIN : 0;
+	unlock(s);
+	return r;
 }
 
 bool
-session_wants_read(const struct session *s)
+session_wants_read(struct session *s)
 {
-	return !s->read_eof && !s->closing && !s->broken && buffer_len(&s->in) == 0 &&
-	       buffer_len(&s->out) < SESSION_OUT_MAX;
+	bool r;
+
+	lock(s);
+	r = !s->read_eof && !s->closing && !s->broken && buffer_len(&s->in) == 0 &&
+	    buffer_len(&s->out) < SESSION_OUT_MAX;
+	unlock(s);
+	return r;
 }
 
 bool
-session_wants_write(const struct session *s)
+session_wants_write(struct session *s)
 {
-	return !s->broken && buffer_len(&s->out) > 0;
+	bool r;
+
+	lock(s);
+	r = !s->broken && buffer_len(&s->out) > 0;
+	unlock(s);
+	return r;
 }
 
 bool
-session_finished(const struct session *s)
+session_finished(struct session *s)
 {
+	bool r;
+
+	lock(s);
 	if (s->broken)
-		return true;
-	if (buffer_len(&s->out) > 0)
-		return false;
-	if (s->closing)
-		return true;
-	return s->read_eof && buffer_len(&s->in) == 0;
+		r = true;
+	else if (buffer_len(&s->out) > 0)
+		r = false;
+	else if (s->closing)
+		r = true;
+	else
+		r = s->read_eof && buffer_len(&s->in) == 0;
+	unlock(s);
+	return r;
 }
 
 void

@@ -3,6 +3,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <sys/uio.h>
 
 #include "buffer.h"
@@ -34,6 +35,9 @@ struct session {
 	int fd;
 	struct listener_rt *lst;
 	const struct session_driver *driver;
+	/* Set when other threads may send to this session (chat relays):
+	 * guards out, the flags and close_reason. NULL otherwise. */
+	pthread_mutex_t *lock;
 	void *driver_data;
 	void *service_data;
 	union sockaddr_any peer;
@@ -60,7 +64,8 @@ void session_init(struct session *s, int fd, struct listener_rt *lst,
 /* Frees buffers; does not close the fd. */
 void session_done(struct session *s);
 
-/* Bytes the service may still queue before hitting SESSION_OUT_MAX. */
+/* Bytes the service may still queue before hitting SESSION_OUT_MAX.
+ * Owner thread only (echo). */
 size_t session_send_space(const struct session *s);
 /* Queue (or write through) output. Beyond SESSION_OUT_MAX the session is
  * closed as a slow consumer. */
@@ -84,10 +89,10 @@ ssize_t session_read(struct session *s, uint8_t *scratch, size_t size);
 /* Write queued output. 0 all written, -EAGAIN some left, -errno error. */
 int session_flush(struct session *s);
 /* Should the driver poll for input? */
-bool session_wants_read(const struct session *s);
-bool session_wants_write(const struct session *s);
+bool session_wants_read(struct session *s);
+bool session_wants_write(struct session *s);
 /* Nothing more to do: close it. */
-bool session_finished(const struct session *s);
+bool session_finished(struct session *s);
 /* Log the close with REASON/BYTES_IN/BYTES_OUT/DURATION_USEC and update
  * counters; called by every driver exactly once per session. */
 void session_log_close(struct session *s);

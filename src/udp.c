@@ -138,3 +138,30 @@ udp_worker_block(struct udp_worker *w, const int *fds, size_t n, int timeout_ms)
 	}
 	return served ? served : -EAGAIN;
 }
+
+void
+udp_worker_tick(struct udp_worker *w, int fd)
+{
+	const struct service_ops *svc = w->lst->service;
+	struct dgram d = { .lst = w->lst, .fd = fd };
+	uint64_t now, next;
+
+	if (!svc->tick)
+		return;
+	now = now_usec();
+	if (now < w->next_tick)
+		return;
+	next = svc->tick(w->lst, &d, now);
+	if (!next || next > now + HANDLER_TICK_USEC)
+		next = now + HANDLER_TICK_USEC;
+	w->next_tick = next;
+}
+
+void
+udp_shutdown_notice(struct listener_rt *l)
+{
+	struct dgram d = { .lst = l, .fd = l->fds[0] };
+
+	if (l->service->on_udp_shutdown)
+		l->service->on_udp_shutdown(l, &d);
+}

@@ -19,6 +19,7 @@ struct udp_worker {
 	char prefix[PREFIX_MAX * 4 + 64];
 	size_t prefix_len;
 	void *service_worker;
+	uint64_t next_tick;
 	/* Drops are logged at most once per source per minute: a small
 	 * direct-mapped table of sources we logged recently. */
 	struct {
@@ -40,6 +41,12 @@ int udp_worker_serve(struct udp_worker *w, int fd, unsigned max);
  * most timeout_ms, then read without blocking. Same returns as
  * udp_worker_serve(). */
 int udp_worker_block(struct udp_worker *w, const int *fds, size_t n, int timeout_ms);
+
+/* Run the service's timed work if due (blocking models call it after
+ * every wake-up; receives time out often enough). */
+void udp_worker_tick(struct udp_worker *w, int fd);
+/* The listener stops: the service's last words (chat), once. */
+void udp_shutdown_notice(struct listener_rt *l);
 
 /* True when a drop from this source should be logged now. */
 bool udp_worker_log_ok(struct udp_worker *w, const union sockaddr_any *src, uint64_t now);

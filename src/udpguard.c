@@ -1,5 +1,5 @@
-#include <ifaddrs.h>
 #include <net/if.h>
+#include <sys/ioctl.h>
 #include <netinet/in.h>
 
 #include "udpguard.h"
@@ -45,21 +45,34 @@ udpguard_add_broadcast(struct udpguard *g, const uint8_t addr[4])
 int
 udpguard_load_broadcast(struct udpguard *g)
 {
-	struct ifaddrs *ifa, *i;
+	struct ifreq reqs[64];
+	struct ifconf ifc = { .ifc_len = sizeof(reqs), .ifc_req = reqs };
+	int fd, r = 0;
 
-	if (getifaddrs(&ifa) < 0)
+	/* ioctl on an AF_INET socket rather than getifaddrs(): the latter
+	 * needs AF_NETLINK, which the hardened unit does not allow. */
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
 		return -errno;
-	for (i = ifa; i; i = i->ifa_next) {
+	if (ioctl(fd, SIOCGIFCONF, &ifc) < 0) {
+		r = -errno;
+		goto out;
+	}
+	for (size_t i = 0; i < (size_t)ifc.ifc_len / sizeof(struct ifreq); i++) {
+		struct ifreq q = reqs[i];
 		const struct sockaddr_in *b;
 
-		if (!(i->ifa_flags & IFF_BROADCAST) || !i->ifa_broadaddr ||
-		    i->ifa_broadaddr->sa_family != AF_INET)
+		if (ioctl(fd, SIOCGIFFLAGS, &q) < 0 || !(q.ifr_flags & IFF_BROADCAST))
 			continue;
-		b = (const struct sockaddr_in *)(const void *)i->ifa_broadaddr;
+		q = reqs[i];
+		if (ioctl(fd, SIOCGIFBRDADDR, &q) < 0 || q.ifr_broadaddr.sa_family != AF_INET)
+			continue;
+		b = (const struct sockaddr_in *)(const void *)&q.ifr_broadaddr;
 		(void)udpguard_add_broadcast(g, (const uint8_t *)&b->sin_addr);
 	}
-	freeifaddrs(ifa);
-	return 0;
+out:
+	safe_close(fd);
+	return r;
 }
 
 enum udpguard_verdict

@@ -1,0 +1,91 @@
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+union sockaddr_any;
+
+/* The chat protocol of SPEC section 5 as a state machine fed with bytes
+ * and lines. It never sees a socket: it answers through the transport
+ * callbacks, so every model (and the unit tests) drive the same code.
+ *
+ * Thread safety: every public function takes the room's own lock, so one
+ * room may be shared by threads (thread model, several epoll loops). The
+ * transport callbacks run with that lock held; they must not call back
+ * into the room. */
+
+#define CHAT_NAME_MAX 32
+#define CHAT_NAME_TIMEOUT_USEC (30 * UINT64_C(1000000))
+/* Unsent output beyond this disconnects a client (slow consumer). */
+#define CHAT_OUT_MAX (64 * 1024)
+
+struct chat_settings {
+	const char *listener; /* room name in the welcome line */
+	unsigned max_clients;
+	unsigned max_line;   /* longest accepted line, bytes, terminator excluded */
+	unsigned rate_limit; /* lines per second per source address, 0 = none */
+	unsigned idle_timeout; /* seconds, 0 = never (UDP peers; TCP is the handler's) */
+};
+
+/* ---------------- stream (TCP) rooms ---------------- */
+
+struct chat_room;
+struct chat_member;
+
+struct chat_transport {
+	/* Queue one complete line (CRLF included) for ctx's client. */
+	void (*send)(void *ctx, const char *line, size_t len);
+	/* Close ctx's connection once what was queued is sent. reason is a
+	 * static string for the log ("quit", "name timeout", ...). */
+	void (*close)(void *ctx, const char *reason);
+};
+
+int chat_room_new(struct chat_room **ret, const struct chat_settings *s,
+		  const struct chat_transport *t);
+struct chat_room *chat_room_free(struct chat_room *r);
+
+/* A client connected from host (numeric address, no port): it gets the
+ * welcome line. Returns NULL on ENOMEM. */
+struct chat_member *chat_room_join(struct chat_room *r, void *ctx, const char *host,
+				   uint64_t now_usec);
+/* Bytes from the client; framed into lines (LF or CRLF) and handled. */
+void chat_member_input(struct chat_room *r, struct chat_member *m, const uint8_t *p, size_t n,
+		       uint64_t now_usec);
+/* The client is gone, for any reason: others hear "* NICK left; N online"
+ * if it had a name and did not /quit already. Frees m. */
+void chat_room_leave(struct chat_room *r, struct chat_member *m);
+/* The server stops: "* server shutting down" to every client. */
+void chat_room_shutdown(struct chat_room *r);
+/* Close clients that sent no valid name within 30 s. Returns the next
+ * deadline (CLOCK_MONOTONIC usec), 0 when none. */
+uint64_t chat_room_tick(struct chat_room *r, uint64_t now_usec);
+/* Named clients. */
+unsigned chat_room_online(struct chat_room *r);
+
+/* ---------------- datagram (UDP) rooms ---------------- */
+
+struct chat_udp;
+
+struct chat_udp_transport {
+	/* Send one datagram (one line, CRLF included) to `to`. ctx is what
+	 * the caller passed to the function that triggered the send. */
+	void (*send_to)(void *ctx, const union sockaddr_any *to, const char *line, size_t len);
+};
+
+/* A UDP room is one flat, pointer-free block so that it can live in
+ * shared memory for pre-forked workers: chat_udp_size() bytes, set up
+ * with chat_udp_init() (process-shared lock). */
+size_t chat_udp_size(const struct chat_settings *s);
+int chat_udp_init(struct chat_udp *u, const struct chat_settings *s);
+void chat_udp_done(struct chat_udp *u);
+/* One datagram from `from`; handled and answered through t. */
+void chat_udp_datagram(struct chat_udp *u, const struct chat_udp_transport *t, void *ctx,
+		       const union sockaddr_any *from, const uint8_t *p, size_t n,
+		       uint64_t now_usec);
+/* Forget peers silent for idle_timeout (others hear "left"). Returns the
+ * next deadline, 0 when none. */
+uint64_t chat_udp_tick(struct chat_udp *u, const struct chat_udp_transport *t, void *ctx,
+		       uint64_t now_usec);
+void chat_udp_shutdown(struct chat_udp *u, const struct chat_udp_transport *t, void *ctx);
+unsigned chat_udp_online(struct chat_udp *u);

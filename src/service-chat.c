@@ -1,0 +1,187 @@
+#include <sys/mman.h>
+
+#include "chat.h"
+#include "dgram.h"
+#include "handler.h"
+#include "service.h"
+#include "session.h"
+
+/* Glue between the chat protocol (chat.c, chat-udp.c) and sessions. The
+ * room belongs to the serving process; the models decide which threads
+ * touch it (the room locks itself). */
+
+#define SHUTDOWN_LINE "* server shutting down\r\n"
+
+struct chat_state {
+	struct chat_room *room;    /* tcp */
+	struct chat_udp *udp;      /* udp, in shared memory */
+	size_t udp_size;
+};
+
+static void
+t_send(void *ctx, const char *line, size_t len)
+{
+	session_send(ctx, line, len);
+}
+
+static void
+t_close(void *ctx, const char *reason)
+{
+	session_close(ctx, reason);
+}
+
+static const struct chat_transport transport = {
+	.send = t_send,
+	.close = t_close,
+};
+
+static void
+u_send_to(void *ctx, const union sockaddr_any *to, const char *line, size_t len)
+{
+	struct dgram *d = ctx;
+	struct iovec iov = { .iov_base = (void *)line, .iov_len = len };
+
+	(void)dgram_send_to(d, to, &iov, 1);
+}
+
+static const struct chat_udp_transport udp_transport = {
+	.send_to = u_send_to,
+};
+
+static int
+chat_listener_init(struct listener_rt *l)
+{
+	struct chat_settings cs = {
+		.listener = l->cfg.name,
+		.max_clients = l->cfg.max_clients,
+		.max_line = l->cfg.max_line,
+		.rate_limit = l->cfg.rate_limit,
+		.idle_timeout = l->cfg.idle_timeout,
+	};
+	struct chat_state *st;
+	int r;
+
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	if (l->cfg.protocol == PROTOCOL_TCP) {
+		r = chat_room_new(&st->room, &cs, &transport);
+		if (r < 0) {
+			free(st);
+			return r;
+		}
+	} else {
+		void *p;
+
+		/* Shared memory: pre-forked workers serve one room. */
+		st->udp_size = chat_udp_size(&cs);
+		p = mmap(NULL, st->udp_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+			 -1, 0);
+		if (p == MAP_FAILED) {
+			r = -errno;
+			free(st);
+			return r;
+		}
+		st->udp = p;
+		r = chat_udp_init(st->udp, &cs);
+		if (r < 0) {
+			munmap(p, st->udp_size);
+			free(st);
+			return r;
+		}
+	}
+	l->service_state = st;
+	return 0;
+}
+
+static void
+chat_listener_done(struct listener_rt *l)
+{
+	struct chat_state *st = l->service_state;
+
+	if (!st)
+		return;
+	chat_room_free(st->room);
+	if (st->udp) {
+		chat_udp_done(st->udp);
+		munmap(st->udp, st->udp_size);
+	}
+	free(st);
+	l->service_state = NULL;
+}
+
+static void
+chat_on_open(struct session *s)
+{
+	struct chat_state *st = s->lst->service_state;
+
+	s->service_data = chat_room_join(st->room, s, s->host_str, now_usec());
+	if (!s->service_data)
+		session_abort(s, "out of memory");
+}
+
+static size_t
+chat_on_data(struct session *s, const uint8_t *p, size_t n)
+{
+	struct chat_state *st = s->lst->service_state;
+
+	if (s->service_data)
+		chat_member_input(st->room, s->service_data, p, n, now_usec());
+	return n;
+}
+
+static void
+chat_on_close(struct session *s)
+{
+	struct chat_state *st = s->lst->service_state;
+
+	if (s->service_data)
+		chat_room_leave(st->room, s->service_data);
+	s->service_data = NULL;
+}
+
+static void
+chat_on_shutdown(struct session *s)
+{
+	session_send(s, SHUTDOWN_LINE, sizeof(SHUTDOWN_LINE) - 1);
+}
+
+static void
+chat_on_datagram(struct dgram *d, const uint8_t *p, size_t n)
+{
+	struct chat_state *st = d->lst->service_state;
+
+	chat_udp_datagram(st->udp, &udp_transport, d, &d->peer, p, n, now_usec());
+}
+
+static uint64_t
+chat_tick(struct listener_rt *l, struct dgram *d, uint64_t now)
+{
+	struct chat_state *st = l->service_state;
+
+	if (st->room)
+		return chat_room_tick(st->room, now);
+	return d ? chat_udp_tick(st->udp, &udp_transport, d, now) : 0;
+}
+
+static void
+chat_on_udp_shutdown(struct listener_rt *l, struct dgram *d)
+{
+	struct chat_state *st = l->service_state;
+
+	if (st->udp)
+		chat_udp_shutdown(st->udp, &udp_transport, d);
+}
+
+const struct service_ops service_chat_ops = {
+	.name = "chat",
+	.listener_init = chat_listener_init,
+	.listener_done = chat_listener_done,
+	.on_open = chat_on_open,
+	.on_data = chat_on_data,
+	.on_close = chat_on_close,
+	.on_shutdown = chat_on_shutdown,
+	.on_datagram = chat_on_datagram,
+	.tick = chat_tick,
+	.on_udp_shutdown = chat_on_udp_shutdown,
+};

@@ -1,0 +1,175 @@
+#pragma once
+
+/* Integration test harness: runs netechod the way systemd does (sockets
+ * passed through LISTEN_FDS, readiness on a NOTIFY_SOCKET the test owns)
+ * and gives tests small, bounded network clients.
+ *
+ * Rules the harness keeps for every test: only 127.0.0.1 and ::1 are used,
+ * every loop and wait has a deadline, and nothing sleeps to synchronize:
+ * the harness waits for READY=1, a port, a log line, or a process exit.
+ *
+ * Functions return 0 (or a count) on success and -errno on failure, like
+ * the rest of the tree; they print a one-line reason on stderr when a
+ * failure would otherwise be hard to diagnose. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Every wait in the harness is bounded by one of these. */
+#define HARNESS_START_TIMEOUT_MS 10000
+#define HARNESS_STOP_TIMEOUT_MS 10000
+#define HARNESS_RUN_TIMEOUT_MS 10000
+#define HARNESS_IO_TIMEOUT_MS 5000
+/* How long processes the daemon started may outlive it after a clean stop. */
+#define HARNESS_STRAY_TIMEOUT_MS 3000
+
+#define HARNESS_MAX_LISTENERS 16
+#define HARNESS_PATH_MAX 256
+#define HARNESS_DIR_MAX 128
+
+/* One listener of the generated config. */
+struct hl_listener {
+	const char *name;     /* NULL: "l0", "l1", ... by position */
+	const char *protocol; /* "tcp" or "udp" */
+	const char *model;    /* "fork", "thread", "select", "poll", "epoll" */
+	const char *service;  /* NULL: "echo" */
+	/* NULL: "127.0.0.1". A literal address, or (with no_fd only) a host
+	 * name such as "localhost". */
+	const char *address;
+	/* More settings inside the listener group, written verbatim, e.g.
+	 * "max_clients = 2; prefix = \"%p: \";". */
+	const char *extra;
+	/* Let netechod bind the socket itself; the harness only picks a free
+	 * port for it. */
+	bool no_fd;
+	/* Filled by harness_start(). Preset it (non-zero) to force a port. */
+	uint16_t port;
+};
+
+/* hdaemon.flags */
+/* Do not set LISTEN_FDNAMES: netechod must match fds by protocol+address+port. */
+#define HARNESS_NO_FDNAMES (1u << 0)
+/* Pass the fds in the reverse order of the listeners in the config. */
+#define HARNESS_REVERSE_FDS (1u << 1)
+/* harness_start() returns once the process runs, without waiting for READY=1. */
+#define HARNESS_NO_WAIT_READY (1u << 2)
+
+struct harness_priv;
+
+struct hdaemon {
+	/* Set by the caller before harness_start(); zero means default. */
+	unsigned flags;
+	const char *const *args; /* extra netechod arguments, NULL-terminated */
+
+	/* Filled by harness_start(). */
+	pid_t pid;
+	char dir[HARNESS_DIR_MAX]; /* temp dir: config, log, notify socket */
+	char conf_path[HARNESS_PATH_MAX];
+	char log_path[HARNESS_PATH_MAX];
+	char notify_path[HARNESS_PATH_MAX];
+	bool exited;
+	int exit_status; /* exit code, or 128 + signal number; valid when exited */
+	size_t notify_cursor; /* next message harness_wait_notify() looks at */
+	struct harness_priv *priv;
+};
+
+const char *harness_netechod_bin(void);
+const char *harness_netecho_bin(void);
+
+/* Bind the listeners (127.0.0.1:0 unless preset), write a config naming
+ * their real ports plus global_extra (settings at top level, may be NULL),
+ * start netechod with the sockets as LISTEN_FDS and wait up to
+ * HARNESS_START_TIMEOUT_MS for READY=1. On failure prints why and the
+ * daemon's log, cleans up, and returns -errno (-ECHILD when netechod
+ * exited first, see d->exit_status; -ETIMEDOUT when it never got ready). */
+int harness_start(struct hdaemon *d, struct hl_listener *ls, size_t n, const char *global_extra);
+
+/* Rewrite d's config file for the same listeners (ports as filled in),
+ * e.g. before a SIGHUP. */
+int harness_write_config(struct hdaemon *d, const struct hl_listener *ls, size_t n,
+			 const char *global_extra);
+
+/* Send sig and wait up to HARNESS_STOP_TIMEOUT_MS for the exit. Returns
+ * the exit status (exit code, or 128 + signal), -ETIMEDOUT when it had to
+ * be killed, or -EBUSY when after a clean exit some process it started
+ * stayed alive (they are killed and named on stderr). Removes the temp
+ * dir; the log stays readable through harness_log_*() and the notify
+ * messages through harness_notify_*(). Safe to call twice. */
+int harness_stop(struct hdaemon *d, int sig);
+
+/* Send a signal (SIGHUP, SIGUSR1, ...) without waiting. */
+int harness_signal(struct hdaemon *d, int sig);
+/* Wait for the daemon to exit by itself: exit status, or -ETIMEDOUT. */
+int harness_wait_exit(struct hdaemon *d, int timeout_ms);
+bool harness_running(struct hdaemon *d);
+
+/* Notification messages, in arrival order. Each message is one datagram of
+ * newline-separated KEY=VALUE lines. A pattern matches a line equal to it,
+ * or, when the pattern ends with '=', any line starting with it
+ * ("STATUS=").
+ *
+ * harness_wait_notify() looks from d->notify_cursor and moves the cursor
+ * past the matching message; it returns the message index, -ETIMEDOUT, or
+ * -ECHILD when the daemon exited without sending it. */
+int harness_wait_notify(struct hdaemon *d, const char *pattern, int timeout_ms);
+int harness_wait_notify_from(struct hdaemon *d, const char *pattern, size_t from,
+			     int timeout_ms);
+/* Index of the first message at or after from with a matching line, or -1. */
+int harness_notify_find(struct hdaemon *d, const char *pattern, size_t from);
+size_t harness_notify_count(struct hdaemon *d);
+/* A malloc()ed copy of message i, or NULL. */
+char *harness_notify_get(struct hdaemon *d, size_t i);
+
+/* netechod's stdout and stderr, as written so far. */
+char *harness_log_read(struct hdaemon *d);
+bool harness_log_contains(struct hdaemon *d, const char *s);
+bool harness_wait_log(struct hdaemon *d, const char *s, int timeout_ms);
+void harness_log_dump(struct hdaemon *d);
+
+/* Run a program (argv[0] is its path) with stdin from /dev/null and
+ * without any socket-activation or notify variables, for up to
+ * HARNESS_RUN_TIMEOUT_MS. *ret_status gets the exit code, or 128 + signal.
+ * Returns 0, -ETIMEDOUT (killed; output so far is printed), or -errno. */
+int harness_run(char *const argv[], char **ret_stdout, char **ret_stderr, int *ret_status);
+
+/* Network helpers. Sockets are CLOEXEC; sends never raise SIGPIPE. */
+bool harness_have_ipv6(void);
+/* A currently free port on address for SOCK_STREAM or SOCK_DGRAM. */
+int harness_free_port(int socktype, const char *address, uint16_t *ret);
+/* Blocking TCP client with SO_RCVTIMEO/SO_SNDTIMEO of HARNESS_IO_TIMEOUT_MS. */
+int harness_tcp_connect(uint16_t port);
+int harness_tcp_connect_addr(const char *address, uint16_t port);
+/* UDP socket connected to 127.0.0.1:port. */
+int harness_udp_socket(uint16_t port);
+/* UDP socket bound to address:src_port (0: any; SO_REUSEADDR when set) and
+ * connected to address:port. -errno when the bind fails. */
+int harness_udp_socket_addr(const char *address, uint16_t src_port, uint16_t port);
+
+int harness_send_all(int fd, const void *buf, size_t len, int timeout_ms);
+/* Read exactly len bytes: returns len, fewer when the peer closed first,
+ * or -errno (-ETIMEDOUT, -ECONNRESET, ...). */
+ssize_t harness_recv_exact(int fd, void *buf, size_t len, int timeout_ms);
+/* One recv() once the fd is readable: bytes (0 = EOF or empty datagram),
+ * or -ETIMEDOUT, or -errno. */
+ssize_t harness_recv_timeout(int fd, void *buf, size_t len, int timeout_ms);
+/* Everything until EOF, NUL-terminated in *ret (at most max bytes, more is
+ * -EMSGSIZE). Returns the length or -errno. */
+ssize_t harness_recv_until_eof(int fd, char **ret, size_t max, int timeout_ms);
+/* Send one datagram on a connected UDP socket and wait for one reply.
+ * Returns the reply's real length (larger than reply_max when truncated),
+ * -ETIMEDOUT, or -errno. */
+ssize_t harness_udp_roundtrip(int fd, const void *buf, size_t len, void *reply,
+			      size_t reply_max, int timeout_ms);
+
+/* Deterministic, non-periodic bytes (every value 0-255 occurs, NULs too). */
+void harness_fill_pattern(void *buf, size_t len, uint32_t seed);
+/* Send bufs[i] on fds[i] and read its echo back, all sockets at once in one
+ * poll() loop, comparing every byte. 0, or -errno with the first problem
+ * (socket, offset, bytes) in reterr. */
+int harness_tcp_exchange(const int *fds, size_t n, const void *const *bufs, const size_t *lens,
+			 int timeout_ms, char *reterr, size_t reterr_len);
+
+/* pid is ancestor or one of its descendants (walks /proc). */
+bool harness_pid_in_tree(pid_t pid, pid_t ancestor);
