@@ -471,6 +471,9 @@ begin_stop(struct dispatcher *d, const char *why)
 		return;
 	d->stopping = true;
 	notify("STOPPING=1");
+	/* The drain may outlast the manager's stop timeout: ask for it. */
+	(void)sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%" PRIu64,
+			 ((uint64_t)d->config->shutdown_timeout + 5) * USEC_PER_SEC);
 	log_notice("stopping (%s)", why);
 	stop_all(d);
 	if (!any_running(d)) {

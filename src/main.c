@@ -1,4 +1,5 @@
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 
 #include "build-config.h"
@@ -79,6 +80,17 @@ main(int argc, char *argv[])
 	struct config *c = NULL;
 	int level = -1, opt, r;
 	bool check = false;
+	sigset_t mask;
+
+	/* Block the signals the dispatcher reads from a signalfd now, so a
+	 * SIGTERM during start-up is handled (exit 0), not fatal. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
 
 	log_open();
 	while ((opt = getopt_long(argc, argv, "c:tl:Vh", options, NULL)) != -1) {

@@ -1,0 +1,199 @@
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "netecho-common.h"
+#include "util.h"
+
+int
+netecho_parse_seconds(const char *s, double max, uint64_t *ret_usec)
+{
+	char *end = NULL;
+	double v;
+
+	if (!s || !*s)
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || !end || *end || end == s || !isfinite(v))
+		return -EINVAL;
+	if (v <= 0 || v > max)
+		return -ERANGE;
+	v *= (double)USEC_PER_SEC;
+	*ret_usec = v < 1 ? 1 : (uint64_t)v;
+	return 0;
+}
+
+int
+netecho_parse_count(const char *s, unsigned long min, unsigned long max, unsigned long *ret)
+{
+	unsigned long v;
+	int r;
+
+	r = parse_uint(s, max, &v);
+	if (r < 0)
+		return r;
+	if (v < min)
+		return -ERANGE;
+	*ret = v;
+	return 0;
+}
+
+int
+netecho_resolve(const char *host, const char *port, int socktype, struct addrinfo **ret,
+		char *reterr, size_t reterr_len)
+{
+	struct addrinfo hints = {
+		.ai_family = AF_UNSPEC,
+		.ai_socktype = socktype,
+	};
+	int r;
+
+	r = getaddrinfo(host, port, &hints, ret);
+	if (r == 0)
+		return 0;
+	if (r == EAI_SYSTEM) {
+		int e = errno ? errno : EIO;
+
+		snprintf(reterr, reterr_len, "cannot resolve '%s' port '%s': %s", host, port,
+			 strerror(e));
+		return -e;
+	}
+	snprintf(reterr, reterr_len, "cannot resolve '%s' port '%s': %s", host, port,
+		 gai_strerror(r));
+	switch (r) {
+	case EAI_NONAME:
+	case EAI_SERVICE:
+#ifdef EAI_NODATA
+	case EAI_NODATA:
+#endif
+#ifdef EAI_ADDRFAMILY
+	case EAI_ADDRFAMILY:
+#endif
+		return -ENOENT;
+	case EAI_AGAIN:
+		return -EAGAIN;
+	case EAI_MEMORY:
+		return -ENOMEM;
+	default:
+		return -EIO;
+	}
+}
+
+int
+netecho_ms_until(uint64_t deadline)
+{
+	uint64_t now = now_usec();
+
+	if (now >= deadline)
+		return 0;
+	return (int)MIN((deadline - now + 999) / USEC_PER_MSEC, (uint64_t)INT32_MAX);
+}
+
+int
+netecho_wait_fd(int fd, short events, uint64_t deadline)
+{
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = events };
+		int r;
+
+		r = poll(&pfd, 1, netecho_ms_until(deadline));
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r > 0)
+			return pfd.revents;
+		if (now_usec() >= deadline)
+			return -ETIMEDOUT;
+	}
+}
+
+static int
+connect_one(const struct addrinfo *ai, uint64_t deadline, int *ret_fd)
+{
+	_cleanup_(closep) int fd = -1;
+	socklen_t len;
+	int one = 1, err = 0, r;
+
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+		if (errno != EINPROGRESS && errno != EINTR)
+			return -errno;
+		r = netecho_wait_fd(fd, POLLOUT, deadline);
+		if (r < 0)
+			return r;
+	}
+	len = sizeof(err);
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		return -errno;
+	if (err != 0)
+		return -err;
+	*ret_fd = TAKE_FD(fd);
+	return 0;
+}
+
+int
+netecho_tcp_connect(const struct addrinfo *ai, uint64_t deadline, int *ret_fd,
+		    union sockaddr_any *ret_peer)
+{
+	int r = -EADDRNOTAVAIL;
+
+	for (; ai; ai = ai->ai_next) {
+		if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+			continue;
+		memset(ret_peer, 0, sizeof(*ret_peer));
+		memcpy(ret_peer, ai->ai_addr, MIN((size_t)ai->ai_addrlen, sizeof(*ret_peer)));
+		r = connect_one(ai, deadline, ret_fd);
+		if (r == 0 || r == -ETIMEDOUT)
+			return r;
+	}
+	return r;
+}
+
+void
+netecho_random(void *buf, size_t len)
+{
+	uint8_t *p = buf;
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = getrandom(p + done, len - done, GRND_NONBLOCK);
+		if (n <= 0)
+			break;
+		done += (size_t)n;
+	}
+	if (done < len) {
+		/* No entropy yet (early boot): uniqueness is all we need. */
+		uint64_t x = now_usec() ^ ((uint64_t)getpid() << 32);
+
+		for (; done < len; done++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			p[done] = (uint8_t)x;
+		}
+	}
+}
+
+const char *
+netecho_ai_to_string(const struct addrinfo *ai, char *buf, size_t len)
+{
+	union sockaddr_any sa;
+
+	memset(&sa, 0, sizeof(sa));
+	memcpy(&sa, ai->ai_addr, MIN((size_t)ai->ai_addrlen, sizeof(sa)));
+	return sockaddr_to_string(&sa, buf, len);
+}

@@ -1,0 +1,61 @@
+#pragma once
+
+/* Shared by the netecho(1) subcommands: exit codes, argument parsing,
+ * name resolution and bounded socket helpers. */
+
+#include <netdb.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+union sockaddr_any;
+
+/* Monitoring-plugin exit codes; 3 is also every subcommand's usage error. */
+#define NETECHO_EXIT_OK 0
+#define NETECHO_EXIT_FAILURE 1
+#define NETECHO_EXIT_CRITICAL 2
+#define NETECHO_EXIT_UNKNOWN 3
+#define NETECHO_EXIT_USAGE 3
+
+/* Longest error text the helpers hand back. */
+#define NETECHO_ERR_MAX 256
+
+/* Subcommand entry points: argv[0] is the subcommand name. Return the exit
+ * status. */
+int netecho_echo_main(int argc, char **argv);
+int netecho_chat_main(int argc, char **argv);
+int netecho_bench_main(int argc, char **argv);
+
+/* "10", "0.5", "1e-3": positive seconds, at most max, as microseconds (at
+ * least 1). -EINVAL or -ERANGE. */
+int netecho_parse_seconds(const char *s, double max, uint64_t *ret_usec);
+/* A decimal integer in [min, max]. -EINVAL or -ERANGE. */
+int netecho_parse_count(const char *s, unsigned long min, unsigned long max,
+			unsigned long *ret);
+
+/* getaddrinfo() for host and port (number or service name), IPv4 and
+ * IPv6, in the resolver's order. On failure returns -ENOENT (name or
+ * service unknown) or another -errno and writes a message to reterr. */
+int netecho_resolve(const char *host, const char *port, int socktype, struct addrinfo **ret,
+		    char *reterr, size_t reterr_len);
+
+/* Poll one fd for events until deadline (CLOCK_MONOTONIC usec). Returns
+ * the revents, -ETIMEDOUT, or -errno. Retries EINTR. */
+int netecho_wait_fd(int fd, short events, uint64_t deadline);
+
+/* Milliseconds from now until deadline, rounded up, for poll(). */
+int netecho_ms_until(uint64_t deadline);
+
+/* Connect a non-blocking CLOEXEC TCP socket to each address in turn until
+ * one accepts, all within deadline. On success the fd stays non-blocking,
+ * has TCP_NODELAY, and *ret_peer is its address. On failure returns the
+ * error of the last address tried (-ETIMEDOUT when the deadline passed)
+ * with *ret_peer set to that address. */
+int netecho_tcp_connect(const struct addrinfo *ai, uint64_t deadline, int *ret_fd,
+			union sockaddr_any *ret_peer);
+
+/* Fill buf with random bytes (getrandom(), falling back to the clock). */
+void netecho_random(void *buf, size_t len);
+
+/* "127.0.0.1:7" or "[::1]:7" for an addrinfo entry. */
+const char *netecho_ai_to_string(const struct addrinfo *ai, char *buf, size_t len);
