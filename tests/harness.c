@@ -1405,7 +1405,8 @@ harness_run(char *const argv[], char **ret_stdout, char **ret_stderr, int *ret_s
 	int wstatus = 0, r = 0;
 	pid_t pid;
 
-	if (buf_append(&obuf, &olen, &ocap, "", 0) < 0 || buf_append(&ebuf, &elen, &ecap, "", 0) < 0) {
+	if (buf_append(&obuf, &olen, &ocap, "", 0) < 0 ||
+	    buf_append(&ebuf, &elen, &ecap, "", 0) < 0) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -1878,8 +1879,8 @@ harness_tcp_exchange(const int *fds, size_t n, const void *const *bufs, const si
 				}
 			snprintf(reterr, reterr_len,
 				 "timeout after %d ms: socket %zu of %zu sent %zu and got back %zu of %zu bytes; %zu of %zu sockets complete",
-				 timeout_ms, worst, n, st[worst].sent, st[worst].rcvd, lens[worst], done,
-				 n);
+				 timeout_ms, worst, n, st[worst].sent, st[worst].rcvd, lens[worst],
+				 done, n);
 			r = -ETIMEDOUT;
 			goto out;
 		}
