@@ -42,6 +42,10 @@ struct dlistener {
 	int ready_fd;
 	bool ready;
 	bool removed;                    /* reload dropped it: free on exit */
+	int named[LISTENER_ADDRS_MAX];   /* sockets systemd passed by name */
+	size_t n_named;
+	unsigned shutdown_timeout;       /* what its running handler was given */
+	struct loop_timer kill_timer;    /* a stopped handler that will not end */
 	struct listener_config *pending; /* reload changed it: restart with this */
 	unsigned failures;
 	uint64_t started_at;
@@ -69,7 +73,6 @@ struct dispatcher {
 	uint64_t watchdog_usec;
 	struct loop_timer watchdog_timer;
 	struct loop_timer status_timer;
-	struct loop_timer stop_timer;
 	char status[512];
 	char status_error[200];
 };
@@ -104,6 +107,63 @@ close_fds(struct dlistener *dl)
 	dl->n_fds = dl->n_addrs = 0;
 }
 
+/* Sockets systemd passed under the listener's name. Taken for every
+ * listener before any is matched by address, so a named socket never goes
+ * to another listener that happens to match it. */
+static void
+take_named(struct dispatcher *d, struct dlistener *dl)
+{
+	const struct listener_config *cfg = &dl->cfg;
+
+	for (size_t i = 0; i < d->n_act && dl->n_named < LISTENER_ADDRS_MAX; i++) {
+		int type = 0;
+		socklen_t tl = sizeof(type);
+
+		if (d->act[i].fd < 0 || !d->act[i].name || strcmp(d->act[i].name, cfg->name) != 0)
+			continue;
+		if (getsockopt(d->act[i].fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 ||
+		    type != (cfg->protocol == PROTOCOL_TCP ? SOCK_STREAM : SOCK_DGRAM)) {
+			log_listener(LOG_WARNING, cfg->name, NULL,
+				     "socket from systemd named '%s' is not a %s socket, not using it",
+				     cfg->name, protocol_to_string(cfg->protocol));
+			continue;
+		}
+		dl->named[dl->n_named++] = TAKE_FD(d->act[i].fd);
+	}
+}
+
+/* On reload, a listener that is going away may hold the very socket a new
+ * one needs (a rename, or a port handed to another listener): share it
+ * rather than fail to bind while the old handler drains. */
+static size_t
+take_from_donor(struct dispatcher *d, struct dlistener *dl, int got[LISTENER_ADDRS_MAX])
+{
+	const struct listener_config *cfg = &dl->cfg;
+
+	for (struct dlistener *o = d->listeners; o; o = o->next) {
+		size_t n = 0;
+
+		if (o == dl || !(o->removed || o->pending) || !o->fds ||
+		    o->cfg.protocol != cfg->protocol || o->cfg.port != cfg->port ||
+		    strcmp(o->cfg.address, cfg->address) != 0)
+			continue;
+		for (size_t i = 0; i < o->n_addrs; i++) {
+			int fd = fcntl(o->fds[i], F_DUPFD_CLOEXEC, 3);
+
+			if (fd < 0) {
+				while (n > 0)
+					safe_close(got[--n]);
+				return 0;
+			}
+			got[n++] = fd;
+		}
+		log_listener(LOG_DEBUG, cfg->name, NULL, "taking over the sockets of '%s'",
+			     o->cfg.name);
+		return n;
+	}
+	return 0;
+}
+
 /* Take passed fds named after the listener, or matching its protocol,
  * address and port; bind the rest ourselves. */
 static int
@@ -118,9 +178,11 @@ acquire_sockets(struct dispatcher *d, struct dlistener *dl)
 	bool reuseport;
 
 	listener_format_bind(cfg, where, sizeof(where));
-	for (size_t i = 0; i < d->n_act && n_got < LISTENER_ADDRS_MAX; i++)
-		if (d->act[i].fd >= 0 && d->act[i].name && strcmp(d->act[i].name, cfg->name) == 0)
-			got[n_got++] = TAKE_FD(d->act[i].fd);
+	memcpy(got, dl->named, dl->n_named * sizeof(int));
+	n_got = dl->n_named;
+	dl->n_named = 0;
+	if (n_got == 0)
+		n_got = take_from_donor(d, dl, got);
 
 	if (n_got == 0) {
 		n = listener_resolve(cfg, addrs, &gai);
@@ -223,6 +285,7 @@ static int
 dl_spawn(struct dlistener *dl)
 {
 	struct dispatcher *d = dl->d;
+	char where[300];
 	int p[2];
 	pid_t pid;
 
@@ -275,6 +338,7 @@ dl_spawn(struct dlistener *dl)
 	}
 	safe_close(p[1]);
 	dl->pid = pid;
+	dl->shutdown_timeout = d->config->shutdown_timeout;
 	dl->ready = false;
 	dl->ready_fd = p[0];
 	dl->started_at = now_usec();
@@ -285,7 +349,8 @@ dl_spawn(struct dlistener *dl)
 	}
 	log_listener(LOG_INFO, dl->cfg.name, NULL, "started %s %s listener on %s (model %s, pid %ld)",
 		     protocol_to_string(dl->cfg.protocol), service_to_string(dl->cfg.service),
-		     dl->cfg.address, model_to_string(dl->cfg.model), (long)pid);
+		     listener_format_bind(&dl->cfg, where, sizeof(where)),
+		     model_to_string(dl->cfg.model), (long)pid);
 	return 0;
 }
 
@@ -322,6 +387,9 @@ dl_free(struct dlistener *dl)
 	if (!dl)
 		return;
 	loop_timer_set(dl->d->loop, &dl->restart_timer, 0, NULL, NULL);
+	loop_timer_set(dl->d->loop, &dl->kill_timer, 0, NULL, NULL);
+	for (size_t i = 0; i < dl->n_named; i++)
+		safe_close(dl->named[i]);
 	if (dl->ready_fd >= 0) {
 		loop_remove(dl->d->loop, dl->ready_fd);
 		safe_close(dl->ready_fd);
@@ -433,12 +501,36 @@ on_restart_timer(struct loop *l, struct loop_timer *t, void *userdata)
 }
 
 static void
+on_kill_timer(struct loop *l, struct loop_timer *t, void *userdata)
+{
+	struct dlistener *dl = userdata;
+
+	if (!dl->pid)
+		return;
+	log_listener(LOG_WARNING, dl->cfg.name, NULL, "handler did not stop in time, killing it");
+	(void)kill(dl->pid, SIGKILL);
+}
+
+/* Ask a running handler to stop; kill it if it outlives its drain. */
+static void
+dl_terminate(struct dlistener *dl)
+{
+	struct loop *l = dl->d->loop;
+
+	if (!dl->pid)
+		return;
+	(void)kill(dl->pid, SIGTERM);
+	loop_timer_set(l, &dl->kill_timer,
+		       loop_now(l) + ((uint64_t)dl->shutdown_timeout + 2) * USEC_PER_SEC,
+		       on_kill_timer, dl);
+}
+
+static void
 stop_all(struct dispatcher *d)
 {
 	for (struct dlistener *dl = d->listeners; dl; dl = dl->next) {
 		loop_timer_set(d->loop, &dl->restart_timer, 0, NULL, NULL);
-		if (dl->pid)
-			(void)kill(dl->pid, SIGTERM);
+		dl_terminate(dl);
 	}
 }
 
@@ -452,19 +544,6 @@ any_running(struct dispatcher *d)
 }
 
 static void
-on_stop_timeout(struct loop *l, struct loop_timer *t, void *userdata)
-{
-	struct dispatcher *d = userdata;
-
-	for (struct dlistener *dl = d->listeners; dl; dl = dl->next)
-		if (dl->pid) {
-			log_listener(LOG_WARNING, dl->cfg.name, NULL,
-				     "handler did not stop in time, killing it");
-			(void)kill(dl->pid, SIGKILL);
-		}
-}
-
-static void
 begin_stop(struct dispatcher *d, const char *why)
 {
 	if (d->stopping)
@@ -475,16 +554,11 @@ begin_stop(struct dispatcher *d, const char *why)
 	(void)sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%" PRIu64,
 			 ((uint64_t)d->config->shutdown_timeout + 5) * USEC_PER_SEC);
 	log_notice("stopping (%s)", why);
+	/* Each handler drains for the shutdown_timeout it was started with
+	 * and is killed 2 s after that. */
 	stop_all(d);
-	if (!any_running(d)) {
+	if (!any_running(d))
 		loop_quit(d->loop);
-		return;
-	}
-	/* Handlers drain for shutdown_timeout; give them a little more to
-	 * exit before they are killed. */
-	loop_timer_set(d->loop, &d->stop_timer,
-		       loop_now(d->loop) + ((uint64_t)d->config->shutdown_timeout + 2) * USEC_PER_SEC,
-		       on_stop_timeout, d);
 }
 
 static bool
@@ -553,6 +627,7 @@ on_child_exit(struct dispatcher *d, pid_t pid, int status)
 	if (!dl)
 		return; /* an orphaned connection child we adopted */
 	dl->pid = 0;
+	loop_timer_set(d->loop, &dl->kill_timer, 0, NULL, NULL);
 	if (dl->ready_fd >= 0) {
 		loop_remove(d->loop, dl->ready_fd);
 		dl->ready_fd = safe_close(dl->ready_fd);
@@ -670,8 +745,7 @@ reload(struct dispatcher *d)
 			continue;
 		dl->removed = true;
 		loop_timer_set(d->loop, &dl->restart_timer, 0, NULL, NULL);
-		if (dl->pid)
-			(void)kill(dl->pid, SIGTERM);
+		dl_terminate(dl);
 	}
 	/* Drop the removed ones that have no process. */
 	for (struct dlistener *dl = d->listeners, *next; dl; dl = next) {
@@ -711,7 +785,7 @@ reload(struct dispatcher *d)
 			dl->pending = p;
 			log_listener(LOG_INFO, dl->cfg.name, NULL, "settings changed, restarting");
 			if (dl->pid)
-				(void)kill(dl->pid, SIGTERM);
+				dl_terminate(dl);
 			else
 				apply_pending(d, dl);
 			continue;
@@ -916,15 +990,23 @@ dispatcher_run(struct config *c, int log_level_override)
 		}
 		dl->next = d->listeners;
 		d->listeners = dl;
+	}
+	for (struct dlistener *dl = d->listeners; dl; dl = dl->next)
+		take_named(d, dl);
+	for (struct dlistener *dl = d->listeners; dl; dl = dl->next)
 		if (acquire_sockets(d, dl) < 0)
 			goto out;
-	}
 	close_unused_activated(d);
 	if (!d->listeners)
 		log_warning("no enabled listeners; idling until stopped or reloaded");
 	rebuild_port_map(d);
-	if (drop_privileges(d) < 0)
+	r = drop_privileges(d);
+	if (r < 0) {
+		/* A user or group that does not exist is the file's fault. */
+		if (r == -ESRCH)
+			ret = EXIT_CONFIG;
 		goto out;
+	}
 
 	ret = 1;
 	r = loop_add(d->loop, d->sfd, LOOP_READ, on_signal, d);

@@ -39,11 +39,14 @@ struct fmodel {
 /* In the child: the connection (or socket) a SIGTERM must interrupt. */
 static volatile sig_atomic_t child_fd = -1;
 static volatile sig_atomic_t child_stop;
+static struct session *child_session;
 
 static void
 child_on_term(int sig)
 {
 	child_stop = 1;
+	if (child_session)
+		atomic_store(&child_session->stop_requested, true);
 	/* Async-signal-safe: makes the blocked read() return 0, so the
 	 * child sends what it owes and ends like on a half-close. */
 	if (child_fd >= 0)
@@ -106,8 +109,9 @@ on_conn(struct acceptor *a, int cfd, const union sockaddr_any *peer)
 	if (pid == 0) {
 		struct session s;
 
-		child_setup(m, cfd);
 		session_init(&s, cfd, lst, NULL, peer);
+		child_session = &s;
+		child_setup(m, cfd);
 		handler_serve_blocking(&s);
 		session_done(&s);
 		_exit(0);

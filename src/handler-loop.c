@@ -562,6 +562,9 @@ worker_thread(void *arg)
 	int r;
 
 	w->owner = pthread_self();
+	/* %t is this thread, not the one that set the worker up. */
+	if (w->lst->cfg.protocol == PROTOCOL_UDP)
+		w->udp.prefix_len = handler_expand_prefix(w->lst, w->udp.prefix, sizeof(w->udp.prefix));
 	r = loop_run(w->loop);
 	if (r < 0)
 		log_full_errno(LOG_ERR, r, w->lst->cfg.name, NULL, "event loop failed");

@@ -261,6 +261,7 @@ shutdown_all(struct tmodel *m, int how)
 {
 	pthread_mutex_lock(&m->lock);
 	for (struct tconn *c = m->conns; c; c = c->next) {
+		atomic_store(&c->s.stop_requested, true);
 		if (how == SHUT_RD && m->lst->service->on_shutdown)
 			m->lst->service->on_shutdown(&c->s);
 		(void)shutdown(c->s.fd, how);
@@ -274,6 +275,8 @@ udp_thread(void *arg)
 	struct udp_worker *w = arg;
 	struct tmodel *m = w->service_worker;
 
+	/* %t is this thread, not the one that set the worker up. */
+	w->prefix_len = handler_expand_prefix(w->lst, w->prefix, sizeof(w->prefix));
 	while (!atomic_load(&m->stopping)) {
 		int r = udp_worker_block(w, w->lst->fds, w->lst->n_addrs, 200);
 

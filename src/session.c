@@ -370,6 +370,8 @@ session_log_close(struct session *s)
 	uint64_t d = now_usec() - s->start_usec;
 	const char *fields[5];
 
+	if (atomic_load(&s->stop_requested) && (!s->close_reason || !strcmp(s->close_reason, "eof")))
+		s->close_reason = "server stopping";
 	STATS_SUB(s->lst, conns_now, 1);
 	STATS_ADD(s->lst, bytes_in, s->bytes_in);
 	STATS_ADD(s->lst, bytes_out, s->bytes_out);

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/uio.h>
 
 #include "buffer.h"
@@ -53,6 +54,9 @@ struct session {
 	bool read_eof;   /* the peer half-closed */
 	bool closing;    /* flush what is queued, then close */
 	bool broken;     /* close now, nothing more can be sent */
+	/* The server is stopping (set from another thread or a signal
+	 * handler; the close is then logged as "server stopping"). */
+	_Atomic bool stop_requested;
 	/* loop driver bookkeeping */
 	struct session *idle_prev, *idle_next;
 	bool in_idle_list;
