@@ -90,6 +90,7 @@ write_through(struct session *s, const struct iovec *iov_in, int n_iov, size_t t
 		}
 		done += (size_t)n;
 		s->bytes_out += (uint64_t)n;
+		STATS_ADD(s->lst, bytes_out, (uint64_t)n);
 		if (!s->blocking)
 			break;
 		while (k > 0 && (size_t)n >= v->iov_len) {
@@ -274,6 +275,7 @@ session_read(struct session *s, uint8_t *scratch, size_t size)
 		return 0;
 	}
 	s->bytes_in += (uint64_t)n;
+	STATS_ADD(s->lst, bytes_in, (uint64_t)n);
 	session_feed(s, scratch, (size_t)n);
 	return n;
 }
@@ -299,6 +301,7 @@ session_flush(struct session *s)
 			break;
 		}
 		s->bytes_out += (uint64_t)n;
+		STATS_ADD(s->lst, bytes_out, (uint64_t)n);
 		buffer_consume(&s->out, (size_t)n);
 	}
 	if (s->broken && r == 0)
@@ -373,8 +376,6 @@ session_log_close(struct session *s)
 	if (atomic_load(&s->stop_requested) && (!s->close_reason || !strcmp(s->close_reason, "eof")))
 		s->close_reason = "server stopping";
 	STATS_SUB(s->lst, conns_now, 1);
-	STATS_ADD(s->lst, bytes_in, s->bytes_in);
-	STATS_ADD(s->lst, bytes_out, s->bytes_out);
 	if (log_get_max_level() < LOG_INFO)
 		return;
 	snprintf(reason, sizeof(reason), "REASON=%s", s->close_reason ? s->close_reason : "eof");
