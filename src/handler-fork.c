@@ -1,6 +1,9 @@
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -348,7 +351,7 @@ pump(int client, int hub)
 {
 	uint8_t to_hub[PUMP_BUF], to_client[PUMP_BUF];
 	size_t n_to_hub = 0, n_to_client = 0;
-	bool client_eof = false, hub_eof = false;
+	bool client_eof = false, hub_eof = false, hub_shut = false;
 
 	(void)fd_set_nonblock(client, true);
 	(void)fd_set_nonblock(hub, true);
@@ -361,8 +364,14 @@ pump(int client, int hub)
 		};
 		ssize_t n;
 
-		/* One side ended and what it was owed is delivered: done. */
-		if ((client_eof && n_to_hub == 0) || (hub_eof && n_to_client == 0))
+		/* The client half-closed and the hub has all it sent: pass the
+		 * half-close on, and keep carrying the hub's answers. */
+		if (client_eof && n_to_hub == 0 && !hub_shut) {
+			(void)shutdown(hub, SHUT_WR);
+			hub_shut = true;
+		}
+		/* The hub is done with this client and it has everything. */
+		if (hub_eof && n_to_client == 0)
 			return;
 		if (poll(p, 2, -1) < 0) {
 			if (errno == EINTR)
@@ -395,13 +404,39 @@ pump(int client, int hub)
 		if (n_to_client && p[0].revents & (POLLOUT | POLLERR | POLLHUP)) {
 			n = send(client, to_client, n_to_client, MSG_NOSIGNAL);
 			if (n < 0 && errno != EAGAIN && errno != EINTR)
-				return;
+				return; /* the client is gone */
 			if (n > 0) {
 				memmove(to_client, to_client + n, n_to_client - (size_t)n);
 				n_to_client -= (size_t)n;
 			}
 		}
 	}
+}
+
+/* Close every fd but stdio and the two given, which end up as 3 and 4: a
+ * pump must not keep the hub's ends of other clients' socketpairs open
+ * (their pumps would never see the hub close). */
+static int
+keep_only(int *a, int *b)
+{
+	struct rlimit rl;
+	int ta, tb;
+
+	ta = fcntl(*a, F_DUPFD, 5);
+	if (ta < 0)
+		return -errno;
+	tb = fcntl(*b, F_DUPFD, 5);
+	if (tb < 0 || dup2(ta, 3) < 0 || dup2(tb, 4) < 0)
+		return -errno;
+	*a = 3;
+	*b = 4;
+	if (syscall(SYS_close_range, 5u, ~0u, 0u) == 0)
+		return 0;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		rl.rlim_cur = 65536;
+	for (rlim_t i = 5; i < rl.rlim_cur; i++)
+		(void)close((int)i);
+	return 0;
 }
 
 int
@@ -426,18 +461,18 @@ handler_fork_pump(struct listener_rt *l, int cfd, int *ret_hub_fd, pid_t *ret_pi
 		return r;
 	}
 	if (pid == 0) {
+		int hub = sp[1];
 		sigset_t none;
 
-		safe_close(sp[0]);
-		for (size_t i = 0; i < l->n_fds; i++)
-			safe_close(l->fds[i]);
+		if (keep_only(&cfd, &hub) < 0)
+			_exit(1);
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGINT, SIG_DFL);
 		signal(SIGCHLD, SIG_DFL);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		handler_tune_stream(cfd);
-		pump(cfd, sp[1]);
+		pump(cfd, hub);
 		_exit(0);
 	}
 	safe_close(sp[1]);

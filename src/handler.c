@@ -29,7 +29,7 @@ service_get(enum service_kind k)
 	case SERVICE_ECHO:
 		return &service_echo_ops;
 	case SERVICE_CHAT:
-		return NULL; /* chat: issue 4 */
+		return &service_chat_ops;
 	default:
 		return NULL;
 	}

@@ -10,8 +10,6 @@
  * room belongs to the serving process; the models decide which threads
  * touch it (the room locks itself). */
 
-#define SHUTDOWN_LINE "* server shutting down\r\n"
-
 struct chat_state {
 	struct chat_room *room;    /* tcp */
 	struct chat_udp *udp;      /* udp, in shared memory */
@@ -143,7 +141,11 @@ chat_on_close(struct session *s)
 static void
 chat_on_shutdown(struct session *s)
 {
-	session_send(s, SHUTDOWN_LINE, sizeof(SHUTDOWN_LINE) - 1);
+	struct chat_state *st = s->lst->service_state;
+
+	/* The first call tells every member, whichever worker owns it, and
+	 * quiets the room: no "left" notices while everyone is closed. */
+	chat_room_shutdown(st->room);
 }
 
 static void
