@@ -58,7 +58,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "interrupted or out of time (${TOTAL} s)" >&2; exit 1' INT TERM
 # The script's own deadline (the container also dies by itself, --max-life).
-( trap 'exit 0' TERM; sleep "$TOTAL" & wait; kill -TERM $$ 2>/dev/null ) & WD=$!
+# Its output goes nowhere: a lingering sleep must not hold the test
+# runner's pipe open after the script ends.
+( trap 'exit 0' TERM; sleep "$TOTAL" & wait; kill -TERM $$ 2>/dev/null ) >/dev/null 2>&1 & WD=$!
 
 finish() {
 	if [ "$FAILED" -gt 0 ]; then
