@@ -34,6 +34,7 @@ extern char **environ;
  * working after harness_stop() and a stack-allocated hdaemon never leaks. */
 struct harness_priv {
 	struct harness_priv *next;
+	char vg_log[HARNESS_PATH_MAX + 32]; /* valgrind --log-file= option, or "" */
 	pid_t pid;
 	int pidfd;
 	bool reaped;
@@ -881,6 +882,7 @@ int
 harness_start(struct hdaemon *d, struct hl_listener *ls, size_t n, const char *global_extra)
 {
 	const char *bin = harness_netechod_bin();
+	const char *bin_exec = bin;
 	struct harness_priv *p = NULL;
 	int fds[HARNESS_MAX_LISTENERS];
 	size_t order[HARNESS_MAX_LISTENERS], k = 0;
@@ -992,6 +994,20 @@ harness_start(struct hdaemon *d, struct hl_listener *ls, size_t n, const char *g
 
 	/* Everything the child needs is prepared here: between fork() and
 	 * exec() a threaded process may only make async-signal-safe calls. */
+	/* NETECHOD_VALGRIND=1 runs the daemon under memcheck (same pid, so
+	 * LISTEN_PID still matches); harness_stop() fails the test when any
+	 * of its processes reported an error or a definite leak. */
+	if (getenv("NETECHOD_VALGRIND") && *getenv("NETECHOD_VALGRIND")) {
+		snprintf(p->vg_log, sizeof(p->vg_log), "--log-file=%s/valgrind.%%p", d->dir);
+		argv[argc++] = "/usr/bin/valgrind";
+		argv[argc++] = "--quiet";
+		argv[argc++] = "--leak-check=full";
+		argv[argc++] = "--show-leak-kinds=definite";
+		argv[argc++] = "--errors-for-leak-kinds=definite";
+		argv[argc++] = "--error-exitcode=99";
+		argv[argc++] = p->vg_log;
+		bin_exec = "/usr/bin/valgrind";
+	}
 	argv[argc++] = bin;
 	argv[argc++] = "-c";
 	argv[argc++] = d->conf_path;
@@ -1060,7 +1076,7 @@ harness_start(struct hdaemon *d, struct hl_listener *ls, size_t n, const char *g
 		close_from((int)(3 + k));
 		if (k > 0)
 			format_uint(listen_pid + strlen("LISTEN_PID="), (unsigned long)getpid());
-		execve(bin, (char *const *)argv, envp);
+		execve(bin_exec, (char *const *)argv, envp);
 		child_write("harness: cannot execute netechod\n");
 		_exit(127);
 	}
@@ -1160,6 +1176,40 @@ stray_check(struct hdaemon *d, const struct proc_info *before, size_t n_before)
 	return -EBUSY;
 }
 
+/* Print every non-empty valgrind log of the run; true when there was one
+ * (with --quiet memcheck writes only errors and leaks). */
+static bool
+valgrind_reports(struct hdaemon *d)
+{
+	DIR *dir = opendir(d->dir);
+	struct dirent *de;
+	bool found = false;
+
+	if (!dir)
+		return false;
+	while ((de = readdir(dir))) {
+		char path[HARNESS_PATH_MAX + 300], buf[4096];
+		ssize_t n;
+		int fd;
+
+		if (strncmp(de->d_name, "valgrind.", 9) != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", d->dir, de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		while ((n = read(fd, buf, sizeof(buf))) > 0) {
+			if (!found)
+				fprintf(stderr, "harness: valgrind reported problems:\n");
+			found = true;
+			(void)!write(STDERR_FILENO, buf, (size_t)n);
+		}
+		close(fd);
+	}
+	closedir(dir);
+	return found;
+}
+
 int
 harness_stop(struct hdaemon *d, int sig)
 {
@@ -1194,6 +1244,8 @@ harness_stop(struct hdaemon *d, int sig)
 			result = r;
 		free(tree);
 	}
+	if (p->vg_log[0] && valgrind_reports(d) && result == 0)
+		result = -EPROTO;
 
 	thread_stop(p);
 	p->notify_fd = safe_close(p->notify_fd);
