@@ -937,6 +937,18 @@ drop_privileges(struct dispatcher *d)
 	return 0;
 }
 
+void
+dispatcher_block_signals(sigset_t *ret_mask)
+{
+	sigemptyset(ret_mask);
+	sigaddset(ret_mask, SIGTERM);
+	sigaddset(ret_mask, SIGINT);
+	sigaddset(ret_mask, SIGHUP);
+	sigaddset(ret_mask, SIGUSR1);
+	sigaddset(ret_mask, SIGCHLD);
+	sigprocmask(SIG_BLOCK, ret_mask, NULL);
+}
+
 int
 dispatcher_run(struct config *c, int log_level_override)
 {
@@ -947,13 +959,7 @@ dispatcher_run(struct config *c, int log_level_override)
 
 	apply_log_level(d);
 	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigaddset(&mask, SIGUSR1);
-	sigaddset(&mask, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
+	dispatcher_block_signals(&mask);
 	d->sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (d->sfd < 0) {
 		log_errno(LOG_ERR, errno, "signalfd failed");

@@ -84,13 +84,7 @@ main(int argc, char *argv[])
 
 	/* Block the signals the dispatcher reads from a signalfd now, so a
 	 * SIGTERM during start-up is handled (exit 0), not fatal. */
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigaddset(&mask, SIGUSR1);
-	sigaddset(&mask, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
+	dispatcher_block_signals(&mask);
 
 	log_open();
 	while ((opt = getopt_long(argc, argv, "c:tl:Vh", options, NULL)) != -1) {
