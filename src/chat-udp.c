@@ -836,6 +836,10 @@ chat_udp_datagram(struct chat_udp *u, const struct chat_udp_transport *t, void *
 		pending_forget(u, ref & ~REF_PENDING);
 		ref = NONE;
 	}
+	/* A blank datagram from a stranger is no name attempt: answering it
+	 * would hand a forged source a reply bigger than what it sent. */
+	if (ref == NONE && chat_line_blank((const char *)p, n))
+		goto out;
 	if (ref == NONE)
 		ref = pending_new(u, key, from, now_usec) | REF_PENDING;
 	pending_datagram(&call, ref & ~REF_PENDING, p, n, now_usec);

@@ -306,8 +306,10 @@ static const struct {
 	const char *reply;
 } stranger_cases[] = {
 	{ "al ice", "! invalid name \"al ice\"; use 1-32 of A-Z a-z 0-9 _ . -" },
-	{ "", "! invalid name \"\"; use 1-32 of A-Z a-z 0-9 _ . -" },
-	{ "\r\n", "! invalid name \"\"; use 1-32 of A-Z a-z 0-9 _ . -" },
+	/* Blank datagrams from strangers get nothing (no reflection). */
+	{ "", NULL },
+	{ "\r\n", NULL },
+	{ "  ", NULL },
 	{ "NAME:", "! invalid name \"\"; use 1-32 of A-Z a-z 0-9 _ . -" },
 	{ "hello world", "! invalid name \"hello world\"; use 1-32 of A-Z a-z 0-9 _ . -" },
 	{ "/who", "! invalid name \"/who\"; use 1-32 of A-Z a-z 0-9 _ . -" },
@@ -324,7 +326,8 @@ START_TEST(chat_udp_stranger_errors)
 	struct peer *s = peer_at(1, "127.0.0.9", 40009);
 
 	dgram(s, stranger_cases[_i].dgram);
-	expect_line(s, stranger_cases[_i].reply);
+	if (stranger_cases[_i].reply)
+		expect_line(s, stranger_cases[_i].reply);
 	expect_nothing(s);
 	expect_nothing(a);
 	ck_assert_uint_eq(chat_udp_online(room), 1);
