@@ -78,7 +78,8 @@ write_through(struct session *s, const struct iovec *iov_in, int n_iov, size_t t
 	assert(n_iov <= SESSION_IOV_MAX);
 	memcpy(iov, iov_in, (size_t)n_iov * sizeof(*iov));
 	while (done < total && k > 0) {
-		ssize_t n = writev(s->fd, v, k);
+		/* write() for the common single buffer: no iovec to import. */
+		ssize_t n = k == 1 ? write(s->fd, v->iov_base, v->iov_len) : writev(s->fd, v, k);
 
 		if (n < 0) {
 			if (errno == EINTR)

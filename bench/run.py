@@ -1,0 +1,1509 @@
+#!/usr/bin/env python3
+"""netechod benchmark: every concurrency model against a bare reference.
+
+    python3 bench/run.py [--build DIR] [--rounds N] [--duration S] [--quick]
+                         [--install] [--out FILE] [--json FILE]
+                         [--modes LIST] [--models LIST] [--no-tools] [--no-idle]
+
+It builds netechod and netecho (meson, in --build DIR) and the bare
+reference servers of bench/ref-echo.c, starts one netechod with a TCP and a
+UDP echo listener per model, one reference server per model and protocol,
+and (when installed) the tools an admin would otherwise use: xinetd's
+internal echo, socat, ncat, a python3 asyncio echo and node. It then runs
+`netecho bench` against each, netechod and its reference back to back,
+for several rounds, and prints markdown tables of medians and spreads.
+
+Everything runs in a private network namespace (the script re-executes
+itself under `unshare -n`), on 127.0.0.1 only. The servers run on CPU 0,
+the load generator and this script on CPU 1. Every process the script
+starts is killed by PID when it ends; every wait is bounded.
+
+Server CPU time is read from a cpuacct cgroup per server when the machine
+lets us make one (exited children included), else from /proc/PID/stat of
+the server's process tree (utime+stime+cutime+cstime).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import resource
+import selectors
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+NETNS_ENV = "NETECHO_BENCH_NETNS"
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+HOST = "127.0.0.1"
+
+SERVER_CPU = 0
+CLIENT_CPU = 1
+
+# Ports: servers below the ephemeral range, which the script sets to
+# EPHEMERAL inside its namespace, so that no client port is ever a
+# server port (netechod drops UDP from its own listener ports).
+PORT_ND = 15000   # + model index: netechod tcp and udp
+PORT_REF = 15100  # + model index: ref-echo tcp and udp
+PORT_TOOL = 15200  # + tool index
+EPHEMERAL = "20000 65000"
+
+MODELS = ["fork", "thread", "select", "poll", "epoll", "epoll2"]
+REF_OF = {"fork": "fork", "thread": "thread", "select": "select", "poll": "poll",
+          "epoll": "epoll", "epoll2": "epoll"}
+TARGET_MODELS = ["fork", "thread", "select", "poll", "epoll"]  # epoll2 is informational
+
+# netechod listener settings per model. max_clients as large as the model
+# allows; UDP workers as many as the reference has (fork: 3 processes,
+# thread: 2 threads on one socket).
+SELECT_MAX = 960
+
+
+class Mode:
+    def __init__(self, key, title, args, udp=False, tools=False):
+        self.key, self.title, self.args, self.udp, self.tools = key, title, args, udp, tools
+
+
+MODES = [
+    Mode("pp64x1", "ping-pong 64 B, 1 connection", ["-c", "1", "-s", "64"]),
+    Mode("pp64x50", "ping-pong 64 B, 50 connections", ["-c", "50", "-s", "64"], tools=True),
+    Mode("pp64x500", "ping-pong 64 B, 500 connections", ["-c", "500", "-s", "64"]),
+    Mode("stream16k", "16 KiB stream, 4 connections, pipeline 2",
+         ["-c", "4", "-s", "16384", "-P", "2"]),
+    Mode("connect", "connect rate, 8 concurrent (connect, 64 B, close)",
+         ["--connect", "-c", "8", "-s", "64"], tools=True),
+    Mode("udp64x50", "UDP 64 B, 50 senders", ["-u", "-c", "50", "-s", "64"], udp=True,
+         tools=True),
+]
+MODE_BY_KEY = {m.key: m for m in MODES}
+QUICK_MODES = ["pp64x50", "connect", "udp64x50"]
+
+IDLE_N = {"fork": 1000, "select": 950, "thread": 10000, "poll": 10000, "epoll": 10000,
+          "epoll2": 10000}
+QUICK_IDLE_N = 200
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+T0 = time.monotonic()
+
+
+def log(msg):
+    print(f"[{time.monotonic() - T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- /proc
+
+def read(path, default=None):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def children(pid):
+    out = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        s = read(f"/proc/{pid}/task/{tid}/children", "")
+        out.extend(int(x) for x in s.split())
+    return out
+
+
+def tree(pid):
+    """pid and all its descendants that are alive now."""
+    seen, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        if p in seen or not os.path.exists(f"/proc/{p}"):
+            continue
+        seen.append(p)
+        todo.extend(children(p))
+    return seen
+
+
+def proc_cpu_ticks(pid):
+    s = read(f"/proc/{pid}/stat")
+    if not s:
+        return 0
+    f = s[s.rfind(")") + 2:].split()
+    # fields after the comm: state=0 ... utime=11 stime=12 cutime=13 cstime=14
+    return int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+
+
+def tree_cpu_ns(pid):
+    return sum(proc_cpu_ticks(p) for p in tree(pid)) * 1_000_000_000 // CLK_TCK
+
+
+def status_kb(pid, key):
+    s = read(f"/proc/{pid}/status", "")
+    m = re.search(rf"^{key}:\s+(\d+) kB", s, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def pss_kb(pid):
+    s = read(f"/proc/{pid}/smaps_rollup", "")
+    m = re.search(r"^Pss:\s+(\d+) kB", s, re.M)
+    return int(m.group(1)) if m else None
+
+
+def tree_mem_kb(pid):
+    """(sum of VmRSS, sum of Pss or None) over the process tree."""
+    rss, pss, have_pss = 0, 0, True
+    for p in tree(pid):
+        rss += status_kb(p, "VmRSS")
+        v = pss_kb(p)
+        if v is None:
+            have_pss = False
+        else:
+            pss += v
+    return rss, (pss if have_pss else None)
+
+
+def listen_inode(proto, port):
+    files = ["/proc/net/tcp", "/proc/net/tcp6"] if proto == "tcp" else \
+        ["/proc/net/udp", "/proc/net/udp6"]
+    state = "0A" if proto == "tcp" else "07"
+    for fn in files:
+        for line in read(fn, "").splitlines()[1:]:
+            f = line.split()
+            if len(f) < 10 or f[3] != state:
+                continue
+            if int(f[1].rsplit(":", 1)[1], 16) == port:
+                return int(f[9])
+    return None
+
+
+def socket_inodes(pid):
+    out = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            out.add(int(link[8:-1]))
+    return out
+
+
+# ---------------------------------------------------------------- cgroups
+
+class CpuAcct:
+    """One cpuacct cgroup per server: counts exited children too (the
+    reference fork server ignores SIGCHLD, so its children's time never
+    reaches cutime). Falls back to /proc when no cgroup can be made."""
+
+    def __init__(self):
+        self.root = None
+        self.kind = None
+        self.dirs = []
+        cands = [("v1", "/sys/fs/cgroup/cpuacct", "cpuacct.usage"),
+                 ("v2", "/sys/fs/cgroup", "cpu.stat"),
+                 ("v2", "/sys/fs/cgroup/unified", "cpu.stat")]
+        for kind, base, probe in cands:
+            if not os.path.isdir(base) or not os.access(base, os.W_OK):
+                continue
+            if kind == "v2" and not os.path.exists(os.path.join(base, "cgroup.procs")):
+                continue
+            path = os.path.join(base, f"netecho-bench-{os.getpid()}")
+            try:
+                os.mkdir(path)
+            except OSError:
+                continue
+            if os.path.exists(os.path.join(path, probe)):
+                self.root, self.kind = path, kind
+                break
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+        self.describe = (f"cpuacct cgroup ({self.kind})" if self.root else
+                         "/proc/PID/stat of the process tree (utime+stime+cutime+cstime)")
+
+    def make(self, name):
+        if not self.root:
+            return None
+        path = os.path.join(self.root, name)
+        try:
+            os.mkdir(path)
+        except OSError:
+            return None
+        self.dirs.append(path)
+        return path
+
+    @staticmethod
+    def add(cg, pid):
+        if not cg:
+            return False
+        try:
+            with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+                f.write(str(pid))
+            return True
+        except OSError:
+            return False
+
+    def usage_ns(self, cg):
+        if self.kind == "v1":
+            return int(read(os.path.join(cg, "cpuacct.usage"), "0").strip() or 0)
+        s = read(os.path.join(cg, "cpu.stat"), "")
+        m = re.search(r"^usage_usec (\d+)", s, re.M)
+        return int(m.group(1)) * 1000 if m else 0
+
+    def cleanup(self):
+        if not self.root:
+            return
+        for path in self.dirs[::-1] + [self.root]:
+            for _ in range(50):
+                try:
+                    os.rmdir(path)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.1)
+
+
+# ---------------------------------------------------------------- processes
+
+class Procs:
+    """Every process we start, to be killed by PID at the end."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, argv, cpu=None, cgroup=None, **kw):
+        def pre():
+            if cpu is not None:
+                try:
+                    os.sched_setaffinity(0, {cpu})
+                except OSError:
+                    pass
+            CpuAcct.add(cgroup, os.getpid())
+        p = subprocess.Popen(argv, preexec_fn=pre, start_new_session=True, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p, grace=3.0):
+        if p.poll() is not None:
+            return
+        pids = tree(p.pid)
+        try:
+            p.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        for pid in [p.pid] + tree(p.pid) + pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        # descendants that outlived their parent: reparented, kill by PID
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def stop_all(self):
+        for p in reversed(self.procs):
+            self.stop(p, grace=2.0)
+
+
+def wait_line(p, want, timeout):
+    """Wait (bounded) for a line containing want on p.stdout."""
+    sel = selectors.DefaultSelector()
+    sel.register(p.stdout, selectors.EVENT_READ)
+    end = time.monotonic() + timeout
+    buf = b""
+    try:
+        while time.monotonic() < end:
+            if not sel.select(max(0.0, end - time.monotonic())):
+                continue
+            chunk = os.read(p.stdout.fileno(), 4096)
+            if not chunk:
+                return False
+            buf += chunk
+            if want.encode() in buf:
+                return True
+        return False
+    finally:
+        sel.close()
+
+
+def tcp_accepts(port, timeout=0.5):
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------- targets
+
+class Target:
+    """One thing to benchmark: a server on a port with a process tree."""
+
+    def __init__(self, label, kind, model, proto, port, root_pid, cgroup, acct):
+        self.label, self.kind, self.model, self.proto = label, kind, model, proto
+        self.port, self.root_pid, self.cgroup, self.acct = port, root_pid, cgroup, acct
+        self.resolve = None  # callable giving the current root pid (netechod)
+
+    def root(self):
+        return self.resolve() if self.resolve else self.root_pid
+
+    def cpu_ns(self):
+        if self.cgroup:
+            return self.acct.usage_ns(self.cgroup)
+        pid = self.root()
+        return tree_cpu_ns(pid) if pid else 0
+
+
+class Context:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix="netecho-bench-")
+        self.procs = Procs()
+        self.acct = CpuAcct()
+        self.notes = []
+        self.netechod = os.path.join(args.build, "src", "netechod")
+        self.netecho = os.path.join(args.build, "src", "netecho")
+        self.ref_echo = None
+        self.pin = len(os.sched_getaffinity(0)) >= 2 and (os.cpu_count() or 1) >= 2
+        self.nd_proc = None
+        self.budget_noted = False
+        self.load_start = " ".join(read("/proc/loadavg", "? ? ?").split()[:3])
+
+    def client_argv(self, argv):
+        return (["taskset", "-c", str(CLIENT_CPU)] + argv) if self.pin and shutil.which(
+            "taskset") else argv
+
+    def server_cpu(self):
+        return SERVER_CPU if self.pin else None
+
+    def cleanup(self):
+        self.procs.stop_all()
+        self.acct.cleanup()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def netechod_config(ctx, models):
+    out = ['log_level = "notice";', "shutdown_timeout = 1;",
+           "defaults = { max_clients = 20000; idle_timeout = 0; backlog = 1024; };",
+           "listeners = ("]
+    items = []
+    for i, m in enumerate(models):
+        model = "epoll" if m == "epoll2" else m
+        extra_t, extra_u = "", ""
+        if m == "select":
+            extra_t = f" max_clients = {SELECT_MAX};"
+            extra_u = f" max_clients = {SELECT_MAX};"
+        if m == "epoll2":
+            extra_t = extra_u = " workers = 2;"
+        if m == "fork":
+            extra_u = " workers = 3;"
+        if m == "thread":
+            extra_u = " workers = 2;"
+        port = PORT_ND + MODELS.index(m)
+        for proto, extra in (("tcp", extra_t), ("udp", extra_u)):
+            items.append(f'  {{ name = "b-{m}-{proto}"; protocol = "{proto}"; '
+                         f'address = "{HOST}"; port = {port}; model = "{model}"; '
+                         f'service = "echo";{extra} }}')
+    out.append(",\n".join(items))
+    out.append(");")
+    path = os.path.join(ctx.tmp, "netechod.conf")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+    return path
+
+
+def echo_ok(ctx, port, udp=False, timeout=2):
+    argv = [ctx.netecho, "echo"] + (["-u"] if udp else []) + ["-t", str(timeout), HOST,
+                                                              str(port)]
+    try:
+        r = subprocess.run(argv, capture_output=True, timeout=timeout + 5)
+    except subprocess.TimeoutExpired:
+        return False
+    return r.returncode == 0
+
+
+def start_netechod(ctx, models):
+    conf = netechod_config(ctx, models)
+    r = subprocess.run([ctx.netechod, "-t", "-c", conf], capture_output=True, text=True,
+                       timeout=30)
+    if r.returncode != 0:
+        raise SystemExit(f"netechod rejected the bench config:\n{r.stdout}{r.stderr}")
+    logf = open(os.path.join(ctx.tmp, "netechod.log"), "w")
+    p = ctx.procs.start([ctx.netechod, "-c", conf], cpu=ctx.server_cpu(),
+                        stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+    logf.close()
+    ctx.nd_proc = p
+    targets = {}
+
+    def resolver(proto, port):
+        def f():
+            ino = listen_inode(proto, port)
+            if ino is None:
+                return None
+            for c in children(p.pid):
+                if ino in socket_inodes(c):
+                    return c
+            return None
+        return f
+
+    end = time.monotonic() + 20
+    pending = [(m, proto) for m in models for proto in ("tcp", "udp")]
+    found = {}
+    while pending and time.monotonic() < end:
+        if p.poll() is not None:
+            raise SystemExit("netechod exited at start-up:\n" +
+                             read(os.path.join(ctx.tmp, "netechod.log"), ""))
+        for m, proto in list(pending):
+            port = PORT_ND + MODELS.index(m)
+            pid = resolver(proto, port)()
+            if pid and (echo_ok(ctx, port, udp=proto == "udp", timeout=1)):
+                found[(m, proto)] = pid
+                pending.remove((m, proto))
+        if pending:
+            time.sleep(0.1)
+    if pending:
+        raise SystemExit(f"netechod listeners not ready after 20 s: {pending}\n" +
+                         read(os.path.join(ctx.tmp, "netechod.log"), ""))
+    for (m, proto), pid in found.items():
+        port = PORT_ND + MODELS.index(m)
+        cg = ctx.acct.make(f"nd-{m}-{proto}")
+        if cg:
+            ok = all(CpuAcct.add(cg, q) for q in tree(pid))
+            if not ok:
+                cg = None
+        t = Target(f"netechod/{m}", "netechod", m, proto, port, pid, cg, ctx.acct)
+        t.resolve = resolver(proto, port)
+        targets[(m, proto)] = t
+    return targets
+
+
+def build_ref(ctx):
+    meson_ref = os.path.join(ctx.args.build, "bench", "ref-echo")
+    if os.access(meson_ref, os.X_OK):
+        ctx.ref_echo = meson_ref
+        return
+    out = os.path.join(ctx.tmp, "ref-echo")
+    cc = os.environ.get("CC", "cc")
+    r = subprocess.run([cc, "-O2", "-D_GNU_SOURCE", "-pthread", "-o", out,
+                        os.path.join(HERE, "ref-echo.c")], capture_output=True, text=True,
+                       timeout=120)
+    if r.returncode != 0:
+        raise SystemExit(f"cannot compile bench/ref-echo.c:\n{r.stderr}")
+    ctx.ref_echo = out
+    ctx.notes.append("ref-echo compiled by the script with `cc -O2` "
+                     "(bench/meson.build not wired into the build).")
+
+
+def start_refs(ctx, models):
+    targets = {}
+    for m in sorted(set(REF_OF[x] for x in models), key=MODELS.index):
+        port = PORT_REF + MODELS.index(m)
+        for proto in ("tcp", "udp"):
+            cg = ctx.acct.make(f"ref-{m}-{proto}")
+            p = ctx.procs.start([ctx.ref_echo, m, proto, str(port)], cpu=ctx.server_cpu(),
+                                cgroup=cg, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+            if not wait_line(p, "ready", 10):
+                raise SystemExit(f"ref-echo {m} {proto} did not start")
+            if cg and str(p.pid) not in read(os.path.join(cg, "cgroup.procs"), "").split():
+                cg = None
+            targets[(m, proto)] = Target(f"ref/{m}", "ref", m, proto, port, p.pid, cg,
+                                         ctx.acct)
+    return targets
+
+
+# ---------------------------------------------------------------- tools
+
+PY_ASYNCIO = r"""
+import asyncio, sys
+class Echo(asyncio.Protocol):
+    def connection_made(self, t):
+        self.t = t
+    def data_received(self, d):
+        self.t.write(d)
+async def main():
+    loop = asyncio.get_running_loop()
+    srv = await loop.create_server(Echo, "127.0.0.1", int(sys.argv[1]), backlog=1024)
+    print("ready", flush=True)
+    await srv.serve_forever()
+asyncio.run(main())
+"""
+
+NODE_ECHO = r"""
+const net = require('net');
+const srv = net.createServer({noDelay: true}, s => { s.on('error', () => {}); s.pipe(s); });
+srv.listen({port: +process.argv[1], host: '127.0.0.1', backlog: 1024},
+           () => console.log('ready'));
+"""
+
+
+def xinetd_conf(ctx, port):
+    logf = os.path.join(ctx.tmp, "xinetd.log")
+    return f"""defaults
+{{
+	instances	= UNLIMITED
+	per_source	= UNLIMITED
+	cps		= 1000000 1
+	log_type	= FILE {logf}
+	log_on_success	=
+	log_on_failure	=
+}}
+
+service echo
+{{
+	id		= bench-echo-stream
+	type		= INTERNAL UNLISTED
+	socket_type	= stream
+	protocol	= tcp
+	port		= {port}
+	bind		= {HOST}
+	wait		= no
+	user		= root
+	flags		= NODELAY
+}}
+
+service echo
+{{
+	id		= bench-echo-dgram
+	type		= INTERNAL UNLISTED
+	socket_type	= dgram
+	protocol	= udp
+	port		= {port}
+	bind		= {HOST}
+	wait		= yes
+	user		= root
+}}
+"""
+
+
+def tool_specs(ctx):
+    """(name, argv builder(port) -> (argv, readiness line or None), protos, what)"""
+    specs = []
+    if shutil.which("xinetd"):
+        def xi(port):
+            conf = os.path.join(ctx.tmp, "xinetd.conf")
+            with open(conf, "w") as f:
+                f.write(xinetd_conf(ctx, port))
+            return [shutil.which("xinetd"), "-dontfork", "-f", conf, "-pidfile",
+                    os.path.join(ctx.tmp, "xinetd.pid")], None
+        specs.append(("xinetd", xi, ("tcp", "udp"),
+                      "xinetd internal echo (stream forks per connection; dgram in-process)"))
+    if shutil.which("socat"):
+        specs.append(("socat", lambda port: ([
+            shutil.which("socat"), f"TCP-LISTEN:{port},bind={HOST},fork,reuseaddr,"
+            "backlog=1024,nodelay", "PIPE"], None), ("tcp",),
+            "socat TCP-LISTEN:P,fork PIPE (fork per connection)"))
+    if shutil.which("ncat"):
+        specs.append(("ncat", lambda port: ([
+            shutil.which("ncat"), "-l", HOST, str(port), "-k", "-m", "10000", "--exec",
+            "/bin/cat"], None), ("tcp",), "ncat -l -k --exec /bin/cat (fork+exec per connection)"))
+    specs.append(("python-asyncio", lambda port: ([
+        sys.executable, "-c", PY_ASYNCIO, str(port)], "ready"), ("tcp",),
+        f"python3 {sys.version.split()[0]} asyncio Protocol echo, one loop"))
+    if shutil.which("node"):
+        specs.append(("node", lambda port: ([shutil.which("node"), "-e", NODE_ECHO,
+                                             str(port)], "ready"), ("tcp",),
+                      "node net.createServer(s => s.pipe(s))"))
+    return specs
+
+
+def start_tools(ctx):
+    targets, desc = {}, {}
+    for i, (name, builder, protos, what) in enumerate(tool_specs(ctx)):
+        port = PORT_TOOL + i
+        argv, ready = builder(port)
+        cg = ctx.acct.make(f"tool-{name}")
+        p = ctx.procs.start(argv, cpu=ctx.server_cpu(), cgroup=cg, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE if ready else subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+        ok = wait_line(p, ready, 10) if ready else True
+        end = time.monotonic() + 10
+        while ok and time.monotonic() < end and not tcp_accepts(port):
+            if p.poll() is not None:
+                ok = False
+                break
+            time.sleep(0.1)
+        ok = ok and echo_ok(ctx, port, timeout=3)
+        if ok and "udp" in protos:
+            ok_u = echo_ok(ctx, port, udp=True, timeout=3)
+            if not ok_u:
+                protos = ("tcp",)
+                ctx.notes.append(f"{name}: UDP echo did not answer; UDP not measured.")
+        if not ok:
+            ctx.notes.append(f"{name}: did not start or echo; not measured.")
+            ctx.procs.stop(p)
+            continue
+        for proto in protos:
+            targets[(name, proto)] = Target(name, "tool", name, proto, port, p.pid, cg,
+                                            ctx.acct)
+        desc[name] = what
+    return targets, desc
+
+
+# ---------------------------------------------------------------- measurements
+
+def parse_kv(line):
+    return dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
+
+
+def cpu_stat():
+    """Per CPU: (user+nice+system+irq+softirq, steal) in ns, from /proc/stat."""
+    out = {}
+    for line in read("/proc/stat", "").splitlines():
+        if line.startswith("cpu") and line[3:4].isdigit():
+            f = line.split()
+            v = [int(x) for x in f[1:9]] + [0] * 8
+            out[int(f[0][3:])] = ((v[0] + v[1] + v[2] + v[5] + v[6]) * 1_000_000_000 //
+                                  CLK_TCK,
+                                  v[7] * 1_000_000_000 // CLK_TCK)
+    return out
+
+
+def own_cpu_ns():
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    return int((ch.ru_utime + ch.ru_stime + me.ru_utime + me.ru_stime) * 1e9)
+
+
+def foreign_pct(ctx, seconds=0.3):
+    """CPU% (average over the CPUs) used by processes that are not ours, sampled now."""
+    a, o0 = cpu_stat(), own_cpu_ns()
+    time.sleep(seconds)
+    b, o1 = cpu_stat(), own_cpu_ns()
+    busy = sum(b[c][0] - a[c][0] for c in a if c in b) - (o1 - o0)
+    return max(0.0, 100.0 * busy / (seconds * 1e9) / max(1, len(a)))
+
+
+def run_bench(ctx, t, mode, duration):
+    """Run once; when other processes on the machine took more than
+    --max-foreign % of a CPU meanwhile, try again (--retries) and keep the
+    least disturbed run."""
+    best = None
+    over = ctx.args.budget and time.monotonic() - T0 > ctx.args.budget * 60
+    if over and not ctx.budget_noted:
+        ctx.budget_noted = True
+        ctx.notes.append(f"--budget {ctx.args.budget:g} min reached after "
+                         f"{(time.monotonic() - T0) / 60:.1f} min: no more waiting for a "
+                         "quiet machine or repeating disturbed runs from then on.")
+    for attempt in range(1 + (0 if over else max(0, ctx.args.retries))):
+        # wait (bounded) for the machine to be quiet before starting
+        end = time.monotonic() + (0 if over else ctx.args.quiet_wait)
+        while ctx.pin and time.monotonic() < end and \
+                foreign_pct(ctx) > ctx.args.max_foreign:
+            time.sleep(0.5)
+        r = run_bench_once(ctx, t, mode, duration)
+        r["attempts"] = attempt + 1
+        if best is None or (r.get("foreign_pct") or 0) < (best.get("foreign_pct") or 0):
+            best = r
+        if r.get("errors") or not ctx.pin or (r.get("foreign_pct") or 0) <= \
+                ctx.args.max_foreign:
+            break
+    best["attempts"] = r["attempts"]
+    best["disturbed"] = bool(ctx.pin and (best.get("foreign_pct") or 0) >
+                             ctx.args.max_foreign)
+    return best
+
+
+def run_bench_once(ctx, t, mode, duration):
+    argv = ctx.client_argv([ctx.netecho, "bench"] + mode.args + [HOST, str(t.port), "-d",
+                                                                  str(duration)])
+    pid0 = t.root()
+    c0 = t.cpu_ns()
+    s0, o0 = cpu_stat(), own_cpu_ns()
+    w0 = time.monotonic()
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+        out, err, rc = r.stdout, r.stderr, r.returncode
+    except subprocess.TimeoutExpired:
+        out, err, rc = "", "netecho bench did not finish in time (killed)", -1
+    wall = time.monotonic() - w0
+    s1, o1 = cpu_stat(), own_cpu_ns()
+    c1 = t.cpu_ns()
+    pid1 = t.root()
+    lines = [ln for ln in out.splitlines() if ln.startswith("bench ")]
+    res = {"server": t.label, "proto": t.proto, "mode": mode.key, "rc": rc, "wall": wall}
+    if ctx.pin and SERVER_CPU in s0 and CLIENT_CPU in s0:
+        # what ran on the two CPUs besides the server (CPU 0) and the client
+        # and this script (CPU 1): other people's work, or kernel threads
+        f0 = (s1[SERVER_CPU][0] - s0[SERVER_CPU][0]) - (c1 - c0)
+        f1 = (s1[CLIENT_CPU][0] - s0[CLIENT_CPU][0]) - (o1 - o0)
+        steal = sum(s1[c][1] - s0[c][1] for c in s0 if c in s1)
+        res["foreign_server_cpu_pct"] = max(0.0, 100.0 * f0 / 1e9 / wall)
+        res["foreign_client_cpu_pct"] = max(0.0, 100.0 * f1 / 1e9 / wall)
+        res["foreign_pct"] = max(res["foreign_server_cpu_pct"], res["foreign_client_cpu_pct"])
+        res["steal_pct"] = 100.0 * steal / 1e9 / wall
+    if not lines:
+        res.update(errors=1, msgs=0, msgs_per_s=0.0, p99_us=None, cpu_us_per_msg=None,
+                   first_error=(err.strip().splitlines() or ["no summary line"])[-1])
+        return res
+    kv = parse_kv(lines[-1])
+    msgs = int(kv.get("msgs", 0))
+    res.update(msgs=msgs, msgs_per_s=float(kv.get("msgs_per_s", 0)),
+               p50_us=float(kv.get("p50_us", 0)), p99_us=float(kv.get("p99_us", 0)),
+               p999_us=float(kv.get("p999_us", 0)), errors=int(kv.get("errors", 0)),
+               lost=int(kv.get("lost", 0)), mb_per_s=float(kv.get("mb_per_s", 0)),
+               cpu_ns=c1 - c0, busy_pct=100.0 * (c1 - c0) / 1e9 / wall if wall else None,
+               cpu_us_per_msg=((c1 - c0) / 1000.0 / msgs) if msgs else None)
+    if res["errors"]:
+        res["first_error"] = next((ln for ln in err.splitlines() if "first error" in ln),
+                                  err.strip()[-200:])
+    if t.kind == "netechod" and pid0 != pid1:
+        res["errors"] += 1
+        res["first_error"] = f"handler process changed during the run ({pid0} -> {pid1})"
+    return res
+
+
+def fresh_echo_ms(ctx, port, n=5):
+    vals, fails = [], 0
+    for _ in range(n):
+        try:
+            r = subprocess.run(ctx.client_argv([ctx.netecho, "echo", "-t", "5", HOST,
+                                                str(port)]),
+                               capture_output=True, text=True, timeout=15)
+            m = re.search(r"time=([0-9.]+)s", r.stdout)
+            if r.returncode == 0 and m:
+                vals.append(float(m.group(1)) * 1000)
+            else:
+                fails += 1
+        except subprocess.TimeoutExpired:
+            fails += 1
+    return (statistics.median(vals) if vals else None), fails
+
+
+def open_idle(port, n, deadline, batch=500):
+    """Open up to n TCP connections, each proven served by one echoed byte.
+    Returns (list of sockets held, note)."""
+    held = []
+    sel = selectors.DefaultSelector()
+    note = ""
+    try:
+        while len(held) < n and time.monotonic() < deadline:
+            want = min(batch, n - len(held))
+            pend = {}
+            for _ in range(want):
+                try:
+                    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                except OSError as e:
+                    note = f"socket(): {e}"
+                    break
+                s.setblocking(False)
+                s.connect_ex((HOST, port))
+                pend[s.fileno()] = s
+                sel.register(s, selectors.EVENT_WRITE)
+            if not pend:
+                break
+            ok = []
+            bend = min(deadline, time.monotonic() + 15)
+            # connected?
+            left = dict(pend)
+            while left and time.monotonic() < bend:
+                for key, _ in sel.select(0.2):
+                    s = key.fileobj
+                    sel.unregister(s)
+                    del left[s.fileno()]
+                    if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                        try:
+                            s.send(b"x")
+                            sel.register(s, selectors.EVENT_READ)
+                            ok.append(s)
+                            continue
+                        except OSError:
+                            pass
+                    s.close()
+            for s in left.values():
+                sel.unregister(s)
+                s.close()
+            # echoed?
+            waiting = {s.fileno(): s for s in ok}
+            while waiting and time.monotonic() < bend:
+                for key, _ in sel.select(0.2):
+                    s = key.fileobj
+                    sel.unregister(s)
+                    del waiting[s.fileno()]
+                    try:
+                        d = s.recv(16)
+                    except OSError:
+                        d = b""
+                    if d == b"x":
+                        held.append(s)
+                    else:
+                        s.close()
+            for s in waiting.values():
+                sel.unregister(s)
+                s.close()
+            if len(held) == 0 or len(ok) < want // 2:
+                note = note or f"server stopped taking connections at {len(held)}"
+                break
+    finally:
+        sel.close()
+    if time.monotonic() >= deadline and len(held) < n:
+        note = note or "deadline reached"
+    return held, note
+
+
+def idle_test(ctx, t, n, probes=(3, 5)):
+    pid = t.root()
+    base_tree = len(tree(pid))
+    fresh0, _ = fresh_echo_ms(ctx, t.port, probes[0])
+    time.sleep(0.3)
+    rss0, pss0 = tree_mem_kb(pid)
+    socks, note = open_idle(t.port, n, time.monotonic() + 120)
+    time.sleep(0.5)
+    rss1, pss1 = tree_mem_kb(t.root())
+    fresh1, fails = fresh_echo_ms(ctx, t.port, probes[1])
+    # still all open? none may have been closed by the server meanwhile
+    closed = 0
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        sel.register(s, selectors.EVENT_READ)
+    for key, _ in sel.select(0.2):
+        closed += 1
+    sel.close()
+    held = len(socks) - closed
+    for s in socks:
+        s.close()
+    # let the server release them (fork: children exit), bounded
+    end = time.monotonic() + 20
+    while time.monotonic() < end and len(tree(t.root() or pid)) > base_tree + 1:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    res = {"server": t.label, "asked": n, "held": held, "note": note,
+           "rss_kb_before": rss0, "rss_kb_after": rss1,
+           "rss_kib_per_conn": (rss1 - rss0) / held if held else None,
+           "pss_kib_per_conn": ((pss1 - pss0) / held) if held and pss0 is not None
+           and pss1 is not None else None,
+           "fresh_ms_before": fresh0, "fresh_ms_idle": fresh1, "fresh_fails": fails}
+    return res
+
+
+# ---------------------------------------------------------------- report
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt_n(x):
+    if x is None:
+        return "–"
+    if x >= 100:
+        return f"{x:,.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def fmt_pct(x):
+    return "–" if x is None else f"{x:.0f}"
+
+
+def fmt_spread(xs):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "–"
+    m = statistics.median(xs)
+    if len(xs) == 1:
+        return fmt_n(m)
+    return f"{fmt_n(m)} ({fmt_n(min(xs))}–{fmt_n(max(xs))})"
+
+
+def fmt_ratio(xs):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "–"
+    m = statistics.median(xs)
+    if len(xs) == 1:
+        return f"{m:.2f}"
+    return f"{m:.2f} ({min(xs):.2f}–{max(xs):.2f})"
+
+
+def paired(a, b, key, rounds):
+    """Per-round ratio a/b of key."""
+    out = []
+    for r in range(rounds):
+        x = a.get(r, {}).get(key) if a else None
+        y = b.get(r, {}).get(key) if b else None
+        if x is not None and y:
+            out.append(x / y)
+    return out
+
+
+def series(d, key):
+    return [v.get(key) for _, v in sorted(d.items())] if d else []
+
+
+class Report:
+    def __init__(self, ctx, models, modes, rounds):
+        self.ctx, self.models, self.modes, self.rounds = ctx, models, modes, rounds
+        self.res = {}   # (label, proto-mode key) -> {round: result}
+        self.idle = {}  # label -> result
+        self.tool_desc = {}
+
+    def add(self, rnd, t, mode, r):
+        self.res.setdefault((t.label, mode.key), {})[rnd] = r
+
+    def get(self, label, mode_key):
+        return self.res.get((label, mode_key), {})
+
+    def all_results(self):
+        for (label, mk), d in self.res.items():
+            for rnd, r in d.items():
+                yield label, mk, rnd, r
+
+    def mode_table(self, mode):
+        L = []
+        L.append(f"### {mode.title} (`netecho bench {' '.join(mode.args)}`)")
+        L.append("")
+        L.append("| model | netechod msgs/s | ref msgs/s | vs own ref | vs bare epoll | "
+                 "p99 µs netechod / ref | CPU µs/msg netechod | CPU µs/msg ref | CPU ratio | "
+                 "server busy % netechod / ref |" + (" lost netechod / ref |" if mode.udp
+                                                      else ""))
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" +
+                 ("---:|" if mode.udp else ""))
+        bare = self.get("ref/epoll", mode.key)
+        for m in self.models:
+            nd = self.get(f"netechod/{m}", mode.key)
+            ref = self.get(f"ref/{REF_OF[m]}", mode.key)
+            if not nd:
+                continue
+            name = m if m != "epoll2" else "epoll workers=2"
+            refname = "" if REF_OF[m] == m else f" (ref {REF_OF[m]})"
+            L.append("| " + " | ".join([
+                name + refname,
+                fmt_spread(series(nd, "msgs_per_s")),
+                fmt_spread(series(ref, "msgs_per_s")),
+                fmt_ratio(paired(nd, ref, "msgs_per_s", self.rounds)),
+                fmt_ratio(paired(nd, bare, "msgs_per_s", self.rounds)),
+                f"{fmt_n(med(series(nd, 'p99_us')))} / {fmt_n(med(series(ref, 'p99_us')))}",
+                fmt_spread(series(nd, "cpu_us_per_msg")),
+                fmt_spread(series(ref, "cpu_us_per_msg")),
+                fmt_ratio(paired(nd, ref, "cpu_us_per_msg", self.rounds)),
+                f"{fmt_pct(med(series(nd, 'busy_pct')))} / "
+                f"{fmt_pct(med(series(ref, 'busy_pct')))}",
+            ] + ([f"{fmt_pct(med(series(nd, 'lost')))} / {fmt_pct(med(series(ref, 'lost')))}"]
+                 if mode.udp else [])) + " |")
+        tools = sorted({lab for (lab, mk) in self.res if mk == mode.key
+                        and not lab.startswith(("netechod/", "ref/"))})
+        if tools:
+            L.append("")
+            L.append(f"Other servers, {mode.title}:")
+            L.append("")
+            L.append("| server | msgs/s | p99 µs | CPU µs/msg | server busy % | lost | "
+                     "vs bare epoll | netechod fork ÷ it | netechod epoll ÷ it |")
+            L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+            for lab in tools:
+                d = self.get(lab, mode.key)
+                L.append("| " + " | ".join([
+                    lab, fmt_spread(series(d, "msgs_per_s")),
+                    fmt_n(med(series(d, "p99_us"))),
+                    fmt_spread(series(d, "cpu_us_per_msg")),
+                    fmt_pct(med(series(d, "busy_pct"))),
+                    fmt_pct(med(series(d, "lost"))),
+                    fmt_ratio(paired(d, bare, "msgs_per_s", self.rounds)),
+                    fmt_ratio(paired(self.get("netechod/fork", mode.key), d, "msgs_per_s",
+                                     self.rounds)),
+                    fmt_ratio(paired(self.get("netechod/epoll", mode.key), d, "msgs_per_s",
+                                     self.rounds)),
+                ]) + " |")
+        L.append("")
+        return L
+
+    def idle_table(self):
+        L = ["### Idle TCP connections held while a fresh connection echoes", "",
+             "Each idle connection is opened by the script and proven served (one byte "
+             "echoed), then left silent. RSS = sum of VmRSS over the server's process tree "
+             "(netechod: the listener's handler process and its children), per connection "
+             "= (with N idle − before) / N; PSS likewise from smaps_rollup (shared pages "
+             "split, which matters for fork). Fresh echo = median of `netecho echo` round "
+             "trips (connect included) before and while the idle connections are held.", "",
+             "| model | idle asked | held netechod / ref | RSS KiB/conn netechod | "
+             "RSS KiB/conn ref | PSS KiB/conn netechod / ref | fresh echo ms netechod "
+             "(before → held) | fresh echo ms ref (before → held) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for m in self.models:
+            nd = self.idle.get(f"netechod/{m}")
+            ref = self.idle.get(f"ref/{REF_OF[m]}")
+            if not nd:
+                continue
+
+            def g(r, k):
+                return r.get(k) if r else None
+
+            def fe(r):
+                if not r:
+                    return "–"
+                s = f"{fmt_n(r['fresh_ms_before'])} → {fmt_n(r['fresh_ms_idle'])}"
+                if r["fresh_fails"]:
+                    s += f" ({r['fresh_fails']} failed)"
+                return s
+            name = m if m != "epoll2" else "epoll workers=2 (ref epoll)"
+            held = f"{g(nd, 'held')} / {g(ref, 'held') if ref else '–'}"
+            notes = "; ".join(x for x in (g(nd, "note"), g(ref, "note")) if x)
+            L.append("| " + " | ".join([
+                name + (f" [{notes}]" if notes else ""), str(nd["asked"]), held,
+                fmt_n(g(nd, "rss_kib_per_conn")), fmt_n(g(ref, "rss_kib_per_conn")),
+                f"{fmt_n(g(nd, 'pss_kib_per_conn'))} / {fmt_n(g(ref, 'pss_kib_per_conn'))}",
+                fe(nd), fe(ref)]) + " |")
+        L.append("")
+        return L
+
+    def targets(self):
+        """[(text, met: True/False/None, figure)]"""
+        T = []
+        # 1. every model >= 0.9x own ref, CPU <= 1.15x
+        tp_fail, cpu_fail, tp_worst, cpu_worst = [], [], None, None
+        for m in TARGET_MODELS:
+            if m not in self.models:
+                continue
+            for mode in self.modes:
+                nd, ref = self.get(f"netechod/{m}", mode.key), self.get(f"ref/{m}", mode.key)
+                r = med(paired(nd, ref, "msgs_per_s", self.rounds))
+                c = med(paired(nd, ref, "cpu_us_per_msg", self.rounds))
+                if r is not None:
+                    if r < 0.9:
+                        tp_fail.append(f"{m} {mode.key} {r:.2f}x")
+                    if tp_worst is None or r < tp_worst[0]:
+                        tp_worst = (r, f"{m} {mode.key}")
+                if c is not None:
+                    if c > 1.15:
+                        cpu_fail.append(f"{m} {mode.key} {c:.2f}x")
+                    if cpu_worst is None or c > cpu_worst[0]:
+                        cpu_worst = (c, f"{m} {mode.key}")
+        T.append(("Every model ≥ 0.9× its own bare reference on every mode (msgs/s)",
+                  None if tp_worst is None else not tp_fail,
+                  (f"worst {tp_worst[1]} {tp_worst[0]:.2f}×" if tp_worst else "not measured")
+                  + (f"; below 0.9×: {', '.join(tp_fail)}" if tp_fail else "")))
+        T.append(("Server CPU per message ≤ 1.15× the reference's, every model and mode",
+                  None if cpu_worst is None else not cpu_fail,
+                  (f"worst {cpu_worst[1]} {cpu_worst[0]:.2f}×" if cpu_worst else
+                   "not measured") + (f"; above 1.15×: {', '.join(cpu_fail)}"
+                                      if cpu_fail else "")))
+        # 2. epoll >= 1.0x bare epoll on pp x50 and x500
+        figs, met = [], None
+        for mk in ("pp64x50", "pp64x500"):
+            r = med(paired(self.get("netechod/epoll", mk), self.get("ref/epoll", mk),
+                           "msgs_per_s", self.rounds))
+            if r is not None:
+                figs.append(f"{mk} {r:.2f}×")
+                met = (met is not False) and r >= 1.0
+        T.append(("epoll (workers=1) ≥ 1.0× the bare epoll loop on ping-pong 64 B ×50 and ×500",
+                  met, ", ".join(figs) or "not measured"))
+        # 3. fork connect-rate >= 3x xinetd
+        r = med(paired(self.get("netechod/fork", "connect"), self.get("xinetd", "connect"),
+                       "msgs_per_s", self.rounds))
+        if r is None:
+            T.append(("fork connect rate ≥ 3× xinetd's internal echo", None,
+                      "xinetd not measured (not installed, or tools skipped: "
+                      "use --install, without --quick/--no-tools)"))
+        else:
+            f = med(series(self.get("netechod/fork", "connect"), "msgs_per_s"))
+            x = med(series(self.get("xinetd", "connect"), "msgs_per_s"))
+            T.append(("fork connect rate ≥ 3× xinetd's internal echo", r >= 3.0,
+                      f"{r:.2f}× ({fmt_n(f)} vs {fmt_n(x)} connections/s)"))
+        # 4. <= 4 KiB RSS per idle conn on epoll/poll/select
+        figs, met = [], None
+        for m in ("epoll", "poll", "select"):
+            i = self.idle.get(f"netechod/{m}")
+            if i and i.get("rss_kib_per_conn") is not None:
+                figs.append(f"{m} {i['rss_kib_per_conn']:.2f} KiB ({i['held']} conns)")
+                met = (met is not False) and i["rss_kib_per_conn"] <= 4.0
+        T.append(("≤ 4 KiB RSS per idle TCP connection on epoll, poll, select", met,
+                  ", ".join(figs) or "not measured"))
+        # 5. 10000 idle held on epoll, poll, thread
+        figs, met = [], None
+        for m in ("epoll", "poll", "thread"):
+            i = self.idle.get(f"netechod/{m}")
+            if i and i["asked"] < 10000:
+                figs.append(f"{m}: only {i['asked']} asked, {i['held']} held")
+            elif i:
+                ok = i["held"] >= 10000 and i["fresh_ms_idle"] is not None and \
+                    i["fresh_fails"] == 0
+                figs.append(f"{m} {i['held']}/{i['asked']} held, fresh echo "
+                            f"{fmt_n(i['fresh_ms_idle'])} ms"
+                            + (f", {i['fresh_fails']} probes failed" if i["fresh_fails"]
+                               else ""))
+                met = (met is not False) and ok
+        T.append(("10000 idle connections held on epoll, poll, thread (fresh one still "
+                  "echoes)", met if met is not None or not figs else None, "; ".join(figs) or "not measured"))
+        return T
+
+    def markdown(self, header, started, elapsed):
+        L = list(header)
+        L.append("## Results")
+        L.append("")
+        L.append(f"Medians over {self.rounds} round(s), (min–max) in brackets; ratios are "
+                 "medians of per-round ratios (netechod and its reference run back to "
+                 "back in each round, the order flipped every round). 'ref' is the bare "
+                 "server of the same model from bench/ref-echo.c; 'vs bare epoll' divides "
+                 "by ref-echo epoll. CPU µs/msg = server CPU time (user+system) during the "
+                 "run ÷ messages echoed.")
+        L.append("")
+        runs = [r for _, _, _, r in self.all_results() if "foreign_pct" in r]
+        if runs:
+            dist = [r for r in runs if r.get("disturbed")]
+            retried = [r for r in runs if r.get("attempts", 1) > 1]
+            L.append(
+                "Interference: besides the server (CPU 0) and the client (CPU 1), other "
+                "processes on the machine used a median "
+                f"{med([r['foreign_server_cpu_pct'] for r in runs]):.1f} % of CPU 0 and "
+                f"{med([r['foreign_client_cpu_pct'] for r in runs]):.1f} % of CPU 1 "
+                f"during the runs (max {max(r['foreign_server_cpu_pct'] for r in runs):.0f} % "
+                f"/ {max(r['foreign_client_cpu_pct'] for r in runs):.0f} %); steal median "
+                f"{med([r['steal_pct'] for r in runs]):.1f} %. {len(retried)} of {len(runs)} "
+                f"runs were repeated for going over {self.ctx.args.max_foreign:g} %, "
+                f"{len(dist)} stayed over it"
+                + (" (" + ", ".join(f"{r['mode']} {r['server']} r{r['round'] + 1} "
+                                    f"{r['foreign_pct']:.0f} %" for r in dist[:12])
+                   + (", ..." if len(dist) > 12 else "") + ")" if dist else "") + ".")
+            L.append("")
+        for mode in self.modes:
+            if any(mk == mode.key for (_, mk) in self.res):
+                L.extend(self.mode_table(mode))
+        if self.idle:
+            L.extend(self.idle_table())
+        errs = [(lab, mk, rnd, r) for lab, mk, rnd, r in self.all_results() if r.get("errors")]
+        if errs:
+            L.append("### Errors")
+            L.append("")
+            for lab, mk, rnd, r in errs:
+                L.append(f"- round {rnd + 1} {mk} {lab}: errors={r['errors']} "
+                         f"{r.get('first_error', '')}")
+            L.append("")
+        L.append("## Targets")
+        L.append("")
+        for text, met, fig in self.targets():
+            state = "not measured" if met is None else ("met" if met else "**NOT met**")
+            L.append(f"- {text}: {state} — {fig}")
+        L.append("")
+        L.append(f"(Run took {elapsed / 60:.1f} min, started {started}.)")
+        L.append("")
+        return L
+
+
+# ---------------------------------------------------------------- main
+
+def machine_header(ctx, argv_str):
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout if \
+        shutil.which("lscpu") else ""
+    m = re.search(r"^Model name:\s*(.+)$", lscpu, re.M)
+    model = m.group(1).strip() if m else "unknown"
+    hv = re.search(r"^Hypervisor vendor:\s*(.+)$", lscpu, re.M)
+    rev = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                         capture_output=True, text=True).stdout.strip() or "unknown"
+    nver = subprocess.run([ctx.netechod, "-V"], capture_output=True, text=True).stdout.strip()
+    L = ["# netechod benchmark results", "",
+         "## Machine", "",
+         f"- CPU: {model}" + (f" (virtualised, {hv.group(1).strip()})" if hv else ""),
+         f"- cores: {os.cpu_count()}",
+         f"- kernel: {os.uname().release}",
+         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+         f"- netechod: {nver or '?'}, tree {rev}, build dir `{ctx.args.build}` "
+         f"({build_type(ctx.args.build)})",
+         f"- pinning: " + (f"servers on CPU {SERVER_CPU}, netecho bench on CPU {CLIENT_CPU} "
+                           "(taskset)" if ctx.pin else "none (fewer than 2 CPUs)"),
+         f"- server CPU time from: {ctx.acct.describe}",
+         f"- load average (1/5/15 min) at start: {ctx.load_start}; at end: "
+         f"{' '.join(read('/proc/loadavg', '? ? ?').split()[:3])}",
+         "- network: private namespace (`unshare -n`), 127.0.0.1 only", "",
+         "## Command", "", "```", argv_str, "```", ""]
+    if ctx.notes:
+        L.append("Notes:")
+        L.append("")
+        L.extend(f"- {n}" for n in ctx.notes)
+        L.append("")
+    return L
+
+
+def build_type(build):
+    s = read(os.path.join(build, "meson-info", "intro-buildoptions.json"))
+    try:
+        for o in json.loads(s):
+            if o["name"] == "buildtype":
+                return f"buildtype={o['value']}"
+    except Exception:
+        pass
+    return "buildtype=?"
+
+
+def ensure_build(build):
+    if not os.path.exists(os.path.join(build, "build.ninja")):
+        log(f"bench: meson setup {build}")
+        subprocess.run(["meson", "setup", build, ROOT], check=True, timeout=600,
+                       stdout=sys.stderr)
+    log(f"bench: meson compile -C {build}")
+    subprocess.run(["meson", "compile", "-C", build], check=True, timeout=1200,
+                   stdout=sys.stderr)
+
+
+def install_tools():
+    want = [p for p, exe in (("xinetd", "xinetd"), ("socat", "socat"), ("ncat", "ncat"))
+            if not shutil.which(exe)]
+    if not want:
+        return
+    log(f"bench: apt-get install {' '.join(want)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update"], env=env, timeout=600, stdout=sys.stderr)
+    subprocess.run(["apt-get", "install", "-y", "--no-install-recommends"] + want, env=env,
+                   timeout=900, stdout=sys.stderr)
+
+
+def enter_netns(argv):
+    env = dict(os.environ, **{NETNS_ENV: "1"})
+    script = os.path.abspath(__file__)
+    for pre in (["unshare", "-n", "--"], ["unshare", "-r", "-n", "--"]):
+        cmd = pre + [sys.executable, script] + argv
+        r = subprocess.run(pre + ["true"], capture_output=True)
+        if r.returncode == 0:
+            os.execvpe(cmd[0], cmd, env)
+    raise SystemExit("bench: cannot make a private network namespace (unshare -n); "
+                     "refusing to run outside one")
+
+
+def setup_netns():
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
+    for k, v in (("net/ipv4/ip_local_port_range", EPHEMERAL),
+                 ("net/core/somaxconn", "4096")):
+        try:
+            with open(f"/proc/sys/{k}", "w") as f:
+                f.write(v)
+        except OSError:
+            pass
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", help="meson build dir (default: build in the source tree); "
+                    "set up and compiled when needed")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
+    ap.add_argument("--duration", type=float, default=5.0,
+                    help="seconds per measurement (default 5)")
+    ap.add_argument("--quick", action="store_true",
+                    help="CI smoke: 1 round, 1 s each, few modes; exit 1 on any error")
+    ap.add_argument("--install", action="store_true",
+                    help="apt-get install xinetd, socat, ncat when missing")
+    ap.add_argument("--out", help="write the markdown report here (a hand-written part "
+                    "after the line '<!-- end of generated part -->' is kept)")
+    ap.add_argument("--json", help="write every raw result here")
+    ap.add_argument("--modes", help="comma-separated subset of: " +
+                    ",".join(m.key for m in MODES))
+    ap.add_argument("--models", help="comma-separated subset of: " + ",".join(MODELS))
+    ap.add_argument("--no-tools", action="store_true", help="skip xinetd, socat, ncat, ...")
+    ap.add_argument("--no-idle", action="store_true", help="skip the idle-connection test")
+    ap.add_argument("--max-foreign", type=float, default=10.0,
+                    help="a run during which other processes used more than this %% of "
+                    "the server's or the client's CPU is repeated (default 10)")
+    ap.add_argument("--retries", type=int, default=1,
+                    help="how often a disturbed run is repeated (default 1)")
+    ap.add_argument("--quiet-wait", type=float, default=5.0,
+                    help="seconds to wait at most for a quiet machine before each run "
+                    "(default 5)")
+    ap.add_argument("--budget", type=float, default=0,
+                    help="minutes after which disturbed runs are no longer repeated nor "
+                    "quiet moments awaited (default: no limit)")
+    ap.add_argument("--idle", type=int, help="idle connections per server (default: 10000; "
+                    "fork 1000, select 950)")
+    args = ap.parse_args()
+
+    if args.quick:
+        args.rounds, args.duration = 1, 1.0
+        args.retries, args.quiet_wait = 0, 0.0
+    if args.rounds < 1 or args.duration <= 0:
+        ap.error("--rounds must be >= 1 and --duration > 0")
+    modes = [MODE_BY_KEY[k] for k in (args.modes.split(",") if args.modes else
+                                      (QUICK_MODES if args.quick else
+                                       [m.key for m in MODES]))
+             if k in MODE_BY_KEY or ap.error(f"unknown mode {k}")]
+    models = [m for m in (args.models.split(",") if args.models else MODELS)
+              if m in MODELS or ap.error(f"unknown model {m}")]
+    if args.quick and not args.models:
+        models = [m for m in models if m != "epoll2"]
+    args.build = os.path.abspath(args.build) if args.build else os.path.join(ROOT, "build")
+    for a in ("out", "json"):
+        if getattr(args, a):
+            setattr(args, a, os.path.abspath(getattr(args, a)))
+
+    argv_str = "python3 bench/run.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if os.environ.get(NETNS_ENV) != "1":
+        if args.install:
+            install_tools()
+        ensure_build(args.build)
+        os.environ["NETECHO_BENCH_CMD"] = argv_str
+        enter_netns(sys.argv[1:])
+        return 2
+    argv_str = os.environ.get("NETECHO_BENCH_CMD", argv_str)
+    setup_netns()
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        pass
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+    ctx = Context(args)
+    if ctx.pin:
+        try:
+            os.sched_setaffinity(0, {CLIENT_CPU})
+        except OSError:
+            ctx.pin = False
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+
+    started = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+    t_start = time.monotonic()
+    rep = Report(ctx, models, modes, args.rounds)
+    raw = {"idle": {}, "runs": []}
+    failed = False
+    try:
+        build_ref(ctx)
+        nd = start_netechod(ctx, models)
+        refs = start_refs(ctx, models)
+        tools, rep.tool_desc = ({}, {}) if (args.no_tools or args.quick) else start_tools(ctx)
+        if tools or rep.tool_desc:
+            for name, what in rep.tool_desc.items():
+                ctx.notes.append(f"{name}: {what}")
+        if ctx.acct.root is None:
+            ctx.notes.append("No cgroup could be made: server CPU is read from /proc; the "
+                             "reference fork server's exited children (SIGCHLD ignored) "
+                             "are not counted, so its CPU/msg is too low.")
+        log(f"bench: {len(models)} netechod models, {len(refs) // 2} references, "
+            f"tools: {', '.join(sorted({k[0] for k in tools})) or 'none'}; CPU from "
+            f"{ctx.acct.describe}")
+
+        # idle connections first, before any load has grown the servers
+        if not args.no_idle:
+            for m in models:
+                n = args.idle or (QUICK_IDLE_N if args.quick else IDLE_N[m])
+                if m == "select":
+                    n = min(n, SELECT_MAX - 10)
+                if nofile < n + 200:
+                    newn = max(0, nofile - 200)
+                    ctx.notes.append(f"idle test for {m}: RLIMIT_NOFILE {nofile} allows only "
+                                     f"{newn} of {n} connections")
+                    n = newn
+                if n <= 0:
+                    continue
+                pairs = [nd[(m, "tcp")]]
+                rlabel = f"ref/{REF_OF[m]}"
+                if rlabel not in rep.idle and not args.quick:
+                    pairs.append(refs[(REF_OF[m], "tcp")])
+                for t in pairs:
+                    log(f"bench: idle {t.label} x{n} ...")
+                    r = idle_test(ctx, t, n, (1, 2) if args.quick else (3, 5))
+                    rep.idle[t.label] = r
+                    raw["idle"][t.label] = r
+                    log(f"bench: idle {t.label}: held {r['held']}/{n}, "
+                        f"RSS {fmt_n(r['rss_kib_per_conn'])} KiB/conn, fresh echo "
+                        f"{fmt_n(r['fresh_ms_before'])} -> {fmt_n(r['fresh_ms_idle'])} ms"
+                        + (f" ({r['note']})" if r["note"] else ""))
+
+        # warm-up: every server once, short, not recorded
+        if not args.quick:
+            wm = [m for m in modes if m.key in ("pp64x50", "udp64x50")]
+            for mode in wm:
+                proto = "udp" if mode.udp else "tcp"
+                for t in [v for k, v in list(nd.items()) + list(refs.items()) +
+                          list(tools.items()) if k[1] == proto]:
+                    run_bench_once(ctx, t, mode, 0.5)
+
+        for rnd in range(args.rounds):
+            for mode in modes:
+                proto = "udp" if mode.udp else "tcp"
+                seq = []
+                for i, m in enumerate(models):
+                    pair = [nd[(m, proto)]]
+                    if m == REF_OF[m]:
+                        pair.append(refs[(m, proto)])
+                    if (rnd + i) % 2:
+                        pair.reverse()
+                    seq.extend(pair)
+                    if m == "fork" and mode.tools and ("xinetd", proto) in tools:
+                        seq.append(tools[("xinetd", proto)])
+                if mode.tools:
+                    seq.extend(t for (name, p), t in tools.items()
+                               if p == proto and name != "xinetd")
+                for t in seq:
+                    r = run_bench(ctx, t, mode, args.duration)
+                    r["round"] = rnd
+                    rep.add(rnd, t, mode, r)
+                    raw["runs"].append(r)
+                    log(f"[{rnd + 1}/{args.rounds}] {mode.key:9} {t.label:17} "
+                        f"{fmt_n(r['msgs_per_s']):>9} msgs/s  p99 {fmt_n(r.get('p99_us'))} µs"
+                        f"  cpu {fmt_n(r.get('cpu_us_per_msg'))} µs/msg"
+                        + (f"  foreign {r['foreign_server_cpu_pct']:.0f}%/"
+                           f"{r['foreign_client_cpu_pct']:.0f}%" if "foreign_pct" in r else "")
+                        + (f" (try {r['attempts']})" if r.get("attempts", 1) > 1 else "")
+                        + (" DISTURBED" if r.get("disturbed") else "")
+                        + (f"  ERRORS {r['errors']}: {r.get('first_error', '')}"
+                           if r.get("errors") else ""))
+                    if r.get("errors") and t.kind != "tool":
+                        failed = True
+        if ctx.nd_proc.poll() is not None:
+            failed = True
+            ctx.notes.append("netechod exited during the run")
+    except KeyboardInterrupt:
+        log("bench: interrupted")
+        failed = True
+    finally:
+        nd_log = read(os.path.join(ctx.tmp, "netechod.log"), "")
+        ctx.cleanup()
+
+    elapsed = time.monotonic() - t_start
+    header = machine_header(ctx, argv_str)
+    md = rep.markdown(header, started, elapsed)
+    text = "\n".join(md)
+    print(text)
+    if args.out:
+        tail = ""
+        old = read(args.out)
+        marker = "<!-- end of generated part -->"
+        if old and marker in old:
+            tail = old[old.index(marker) + len(marker):]
+        with open(args.out, "w") as f:
+            f.write(text + "\n" + marker + tail if tail else text + "\n" + marker + "\n")
+    if args.json:
+        raw["netechod_log_tail"] = nd_log[-4000:]
+        with open(args.json, "w") as f:
+            json.dump(raw, f, indent=1)
+    bad = [ln for ln in nd_log.splitlines()
+           if re.match(r"\S+ (error|crit|alert|emerg)\b", ln)]
+    if bad:
+        log("bench: netechod logged errors:\n" + "\n".join(bad[-10:]))
+    if failed:
+        log("bench: FAILED (errors in netechod or reference benches; see above)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
