@@ -69,19 +69,7 @@ usage(FILE *f)
 	      f);
 }
 
-static int _printf_(1, 2)
-usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("netecho chat: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	usage(stderr);
-	return NETECHO_EXIT_USAGE;
-}
+#define usage_error(...) netecho_usage_error("chat", usage, __VA_ARGS__)
 
 static int _printf_(1, 2)
 fail(const char *fmt, ...)

@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -196,4 +197,18 @@ netecho_ai_to_string(const struct addrinfo *ai, char *buf, size_t len)
 	memset(&sa, 0, sizeof(sa));
 	memcpy(&sa, ai->ai_addr, MIN((size_t)ai->ai_addrlen, sizeof(sa)));
 	return sockaddr_to_string(&sa, buf, len);
+}
+
+int
+netecho_usage_error(const char *cmd, void (*usage)(FILE *f), const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "netecho %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	usage(stderr);
+	return NETECHO_EXIT_USAGE;
 }

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 union sockaddr_any;
 
@@ -19,6 +20,11 @@ union sockaddr_any;
 
 /* Longest error text the helpers hand back. */
 #define NETECHO_ERR_MAX 256
+
+/* "netecho CMD: message" and the usage on stderr; returns the usage exit
+ * status. */
+int netecho_usage_error(const char *cmd, void (*usage)(FILE *f), const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* Subcommand entry points: argv[0] is the subcommand name. Return the exit
  * status. */
