@@ -21,8 +21,8 @@
 struct lworker;
 
 struct lconn {
+	struct lworker *w; /* first: read with the session's hot fields */
 	struct session s;
-	struct lworker *w;
 	struct lconn *pending_next; /* on w->pending, under pending_lock */
 	bool queued;
 	pthread_mutex_t lock; /* shared sessions only */
