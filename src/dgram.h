@@ -15,7 +15,6 @@ struct dgram {
 	union sockaddr_any peer;
 	const char *prefix; /* expanded for the serving worker, or NULL */
 	size_t prefix_len;
-	void *worker; /* the serving worker's service state, if any */
 };
 
 /* Send a datagram to d->peer. 0, or -errno (already counted as dropped). */

@@ -273,7 +273,7 @@ static void *
 udp_thread(void *arg)
 {
 	struct udp_worker *w = arg;
-	struct tmodel *m = w->service_worker;
+	struct tmodel *m = w->owner;
 
 	/* %t is this thread, not the one that set the worker up. */
 	w->prefix_len = handler_expand_prefix(w->lst, w->prefix, sizeof(w->prefix));
@@ -320,7 +320,7 @@ run_udp(struct tmodel *m, int sfd)
 			ret = 1;
 			break;
 		}
-		ws[i].service_worker = m;
+		ws[i].owner = m;
 		if (pthread_create(&ths[i], &m->attr, udp_thread, &ws[i]) != 0) {
 			log_full_errno(LOG_ERR, errno, lst->cfg.name, NULL, "cannot start worker thread");
 			udp_worker_done(&ws[i]);

@@ -10,7 +10,8 @@
 
 static int max_level = LOG_INFO;
 static bool journal;
-static const char *ident = "netechod";
+/* Shown where a message has no listener. */
+static const char *const ident = "netechod";
 
 /* JOURNAL_STREAM is "DEV:INODE" of the stream systemd connected to our
  * stderr; only when it still matches stderr do we talk to journald
@@ -45,12 +46,6 @@ int
 log_get_max_level(void)
 {
 	return max_level;
-}
-
-void
-log_set_ident(const char *i)
-{
-	ident = i;
 }
 
 bool

@@ -15,8 +15,6 @@
 void log_open(void);
 void log_set_max_level(int level);
 int log_get_max_level(void);
-/* Name shown when a message has no listener. */
-void log_set_ident(const char *ident);
 bool log_to_journal(void);
 
 /* extra: NULL or a NULL-terminated list of "KEY=value" journal fields. */

@@ -47,12 +47,6 @@ loop_free(struct loop *l)
 	return NULL;
 }
 
-const char *
-loop_backend_name(const struct loop *l)
-{
-	return l->ops->name;
-}
-
 int
 loop_reserve_fired(struct loop *l, int n)
 {
@@ -129,14 +123,6 @@ loop_set_events(struct loop *l, int fd, unsigned events)
 		return r;
 	f->events = events;
 	return 0;
-}
-
-unsigned
-loop_get_events(const struct loop *l, int fd)
-{
-	if (fd < 0 || fd >= l->n_fds || !l->fds[fd].cb)
-		return 0;
-	return l->fds[fd].events;
 }
 
 void
@@ -278,8 +264,3 @@ loop_quit(struct loop *l)
 	l->quit = true;
 }
 
-bool
-loop_quitting(const struct loop *l)
-{
-	return l->quit;
-}

@@ -38,13 +38,11 @@ struct loop_timer {
 
 int loop_new(struct loop **ret, enum loop_backend backend);
 struct loop *loop_free(struct loop *l);
-const char *loop_backend_name(const struct loop *l);
 
 /* Watch fd for events (LOOP_READ|LOOP_WRITE). -EMFILE when the backend
  * cannot hold fd (select and fd >= FD_SETSIZE). */
 int loop_add(struct loop *l, int fd, unsigned events, loop_io_fn cb, void *userdata);
 int loop_set_events(struct loop *l, int fd, unsigned events);
-unsigned loop_get_events(const struct loop *l, int fd);
 void loop_remove(struct loop *l, int fd);
 
 /* Arm (deadline > 0) or disarm (0) a timer. The timer struct is owned by
@@ -60,4 +58,3 @@ int loop_run(struct loop *l);
 /* One iteration; timeout_ms -1 = until something happens. */
 int loop_run_once(struct loop *l, int timeout_ms);
 void loop_quit(struct loop *l);
-bool loop_quitting(const struct loop *l);

@@ -1,7 +1,6 @@
 #include <assert.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 
 #include "handler.h"
@@ -162,21 +161,6 @@ session_send(struct session *s, const void *p, size_t n)
 	struct iovec iov = { .iov_base = (void *)p, .iov_len = n };
 
 	session_sendv(s, &iov, 1);
-}
-
-void
-session_sendf(struct session *s, const char *fmt, ...)
-{
-	char buf[2048];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	session_send(s, buf, MIN((size_t)n, sizeof(buf) - 1));
 }
 
 void

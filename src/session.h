@@ -59,7 +59,6 @@ struct session {
 
 	/* Cold: set at open, read at close. */
 	const char *close_reason;
-	void *driver_data;
 	uint64_t start_usec;
 	union sockaddr_any peer;
 	char peer_str[SOCKADDR_STR_MAX];
@@ -79,7 +78,6 @@ size_t session_send_space(const struct session *s);
  * closed as a slow consumer. */
 void session_send(struct session *s, const void *p, size_t n);
 void session_sendv(struct session *s, const struct iovec *iov, int n_iov);
-void session_sendf(struct session *s, const char *fmt, ...) _printf_(2, 3);
 /* Flush, then close. reason is a static string ("quit", "eof", ...). */
 void session_close(struct session *s, const char *reason);
 /* Close now, dropping pending output. */

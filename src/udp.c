@@ -74,7 +74,6 @@ udp_worker_serve(struct udp_worker *w, int fd, unsigned max)
 			.fd = fd,
 			.prefix = w->prefix_len ? w->prefix : NULL,
 			.prefix_len = w->prefix_len,
-			.worker = w->service_worker,
 		};
 		socklen_t alen = sizeof(d.peer);
 		enum udpguard_verdict v;

@@ -18,7 +18,7 @@ struct udp_worker {
 	uint8_t *buf; /* DGRAM_MAX bytes */
 	char prefix[PREFIX_MAX * 4 + 64];
 	size_t prefix_len;
-	void *service_worker;
+	void *owner; /* the model's own state (thread model: its tmodel) */
 	uint64_t next_tick;
 	/* Drops are logged at most once per source per minute: a small
 	 * direct-mapped table of sources we logged recently. */
