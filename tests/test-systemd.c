@@ -690,6 +690,49 @@ struct bad_config {
 	unsigned line;    /* where the error is */
 };
 
+/* A listener renamed by a reload keeps its port served: the new one takes
+ * over the socket the old one still holds while it drains, instead of
+ * failing to bind it. */
+START_TEST(systemd_reload_rename_keeps_the_port_served)
+{
+	struct hdaemon d;
+	struct hl_listener ls[] = {
+		{ .name = "old", .protocol = "tcp", .model = "thread" },
+		{ .name = "old-u", .protocol = "udp", .model = "poll" },
+	};
+	struct hl_listener ls2[2];
+	_cleanup_(freep) char *status = NULL;
+	size_t from;
+	int r, y;
+
+	start_ok(&d, ls, ELEMENTSOF(ls), 0);
+	tcp_connect_echo("old before reload", ls[0].port, "before");
+	ls2[0] = ls[0];
+	ls2[0].name = "new";
+	ls2[0].model = "epoll";
+	ls2[1] = ls[1];
+	ls2[1].name = "new-u";
+	r = harness_write_config(&d, ls2, ELEMENTSOF(ls2), GLOBALS);
+	ck_assert_msg(r == 0, "write config: %s", strerror(-r));
+
+	from = harness_notify_count(&d);
+	ck_assert_int_eq(harness_signal(&d, SIGHUP), 0);
+	r = harness_wait_notify_from(&d, "RELOADING=1", from, EVENT_MS);
+	check_d(&d, r >= 0, "no RELOADING=1 within %d ms of SIGHUP: %s", EVENT_MS, strerror(-r));
+	y = harness_wait_notify_from(&d, "READY=1", (size_t)r + 1, EVENT_MS);
+	check_d(&d, y >= 0, "no READY=1 after RELOADING=1: %s", strerror(-y));
+	status = last_status(&d, (size_t)r, (size_t)y + 1);
+	check_d(&d, status && strstr(status, "2 listeners") && !strstr(status, "could not"),
+		"STATUS= after the rename is '%s'; expected '2 listeners' and no failure",
+		status ? status : "(none)");
+	check_d(&d, !harness_log_contains(&d, "cannot listen"),
+		"the renamed listener could not bind its port");
+	tcp_connect_echo("new (renamed, same port)", ls[0].port, "after");
+	udp_echo("new-u (renamed, same port)", ls[1].port, "after");
+	ck_assert_int_eq(harness_stop(&d, SIGTERM), 0);
+}
+END_TEST
+
 static const struct bad_config bad_configs[] = {
 	{ "syntax error",
 	  "# broken on purpose\n"
@@ -1474,6 +1517,7 @@ systemd_suite(void)
 	tcase_add_checked_fixture(tc, fixture_setup, NULL);
 	tcase_set_timeout(tc, TCASE_TIMEOUT);
 	tcase_add_test(tc, systemd_reload_applies_changes_and_keeps_the_rest);
+	tcase_add_test(tc, systemd_reload_rename_keeps_the_port_served);
 	tcase_add_loop_test(tc, systemd_reload_with_bad_config_keeps_running_config, 0,
 			    ELEMENTSOF(bad_configs));
 	suite_add_tcase(s, tc);
