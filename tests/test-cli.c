@@ -531,6 +531,34 @@ START_TEST(cli_port_in_use_exits_71)
 }
 END_TEST
 
+/* A user or group that does not exist is a configuration error (78, so
+ * RestartPreventExitStatus stops the restart loop), found when started as
+ * root, after binding and before anything is served. */
+START_TEST(cli_unknown_user_exits_78)
+{
+	static const char *const keys[] = { "user", "group" };
+	uint16_t port;
+	char text[512];
+	struct run r;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "cli_unknown_user_exits_78: not root, skipped\n");
+		return;
+	}
+	ck_assert_int_eq(harness_free_port(SOCK_STREAM, "127.0.0.1", &port), 0);
+	snprintf(text, sizeof(text),
+		 "%s = \"netechod-no-such-%s\";\n"
+		 "listeners = ( { name = \"e\"; protocol = \"tcp\"; address = \"127.0.0.1\";\n"
+		 "  port = %u; model = \"poll\"; service = \"echo\"; } );\n",
+		 keys[_i], keys[_i], port);
+	r = run_netechod("-c", write_conf(0, text), NULL);
+	ck_assert_msg(r.status == EXIT_CONFIG_CODE, "unknown %s: exit %d, expected %d; stderr '%s'",
+		      keys[_i], r.status, EXIT_CONFIG_CODE, r.err);
+	ck_assert_msg(strstr(r.err, "does not exist"), "unknown %s: stderr '%s'", keys[_i], r.err);
+	run_free(&r);
+}
+END_TEST
+
 START_TEST(cli_binds_itself_without_socket_activation)
 {
 	struct hdaemon d = { 0 };
@@ -675,6 +703,7 @@ cli_suite(void)
 			    ELEMENTSOF(bad_cases));
 	tcase_add_test(tc, cli_check_prints_every_error);
 	tcase_add_test(tc, cli_missing_config_exits_78);
+	tcase_add_loop_test(tc, cli_unknown_user_exits_78, 0, 2);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("start");
