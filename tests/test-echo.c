@@ -610,6 +610,9 @@ START_TEST(echo_tcp_clean_stop)
 	n = harness_recv_timeout(fd, &c, 1, IO_MS);
 	ck_assert_msg(n == 0 || n == -ECONNRESET,
 		      "[%s] client of a stopped netechod: expected EOF, got %zd", cur->tcase, n);
+	/* Every model logs why the connection ended the same way. */
+	ck_assert_msg(harness_log_contains(&d, "connection closed (server stopping)"),
+		      "[%s] the close at stop is not logged as 'server stopping'", cur->tcase);
 }
 END_TEST
 
