@@ -10,7 +10,6 @@
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 
-#include <systemd/sd-daemon.h>
 
 #include "config.h"
 #include "dispatcher.h"
@@ -18,6 +17,7 @@
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
+#include "sdproto.h"
 
 /* The dispatcher owns the sockets and supervises one handler process per
  * listener. It never serves a client itself, so a crash in a handler
@@ -417,7 +417,7 @@ rebuild_port_map(struct dispatcher *d)
 static void
 notify(const char *msg)
 {
-	(void)sd_notify(0, msg);
+	(void)sdp_notify(msg);
 }
 
 static void
@@ -466,7 +466,7 @@ update_status(struct dispatcher *d, bool force)
 	if (!force && strcmp(s, d->status) == 0)
 		return;
 	memcpy(d->status, s, sizeof(s));
-	(void)sd_notifyf(0, "STATUS=%s", d->status);
+	(void)sdp_notifyf("STATUS=%s", d->status);
 }
 
 static void
@@ -551,7 +551,7 @@ begin_stop(struct dispatcher *d, const char *why)
 	d->stopping = true;
 	notify("STOPPING=1");
 	/* The drain may outlast the manager's stop timeout: ask for it. */
-	(void)sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%" PRIu64,
+	(void)sdp_notifyf("EXTEND_TIMEOUT_USEC=%" PRIu64,
 			 ((uint64_t)d->config->shutdown_timeout + 5) * USEC_PER_SEC);
 	log_notice("stopping (%s)", why);
 	/* Each handler drains for the shutdown_timeout it was started with
@@ -715,7 +715,7 @@ reload(struct dispatcher *d)
 	struct config *nc = NULL;
 	int r;
 
-	(void)sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec());
+	(void)sdp_notifyf("RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec());
 	log_notice("reloading %s", d->config->path);
 	r = config_load(d->config->path, &nc, &errs);
 	if (r != 0) {
@@ -851,7 +851,7 @@ collect_activated(struct dispatcher *d)
 	char **names = NULL;
 	int n;
 
-	n = sd_listen_fds_with_names(1, &names);
+	n = sdp_listen_fds(&names);
 	if (n < 0)
 		return log_errno(LOG_ERR, n, "cannot take sockets from systemd");
 	if (n == 0)
@@ -860,7 +860,7 @@ collect_activated(struct dispatcher *d)
 	if (!d->act)
 		return -ENOMEM;
 	for (int i = 0; i < n; i++) {
-		int fd = SD_LISTEN_FDS_START + i;
+		int fd = SDP_LISTEN_FDS_START + i;
 
 		(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
 		d->act[i].fd = fd;
@@ -1024,7 +1024,7 @@ dispatcher_run(struct config *c, int log_level_override)
 		if (dl_spawn(dl) < 0)
 			goto out;
 
-	if (sd_watchdog_enabled(0, &d->watchdog_usec) > 0 && d->watchdog_usec > 0)
+	if (sdp_watchdog_enabled(&d->watchdog_usec) > 0 && d->watchdog_usec > 0)
 		on_watchdog(d->loop, &d->watchdog_timer, d);
 	loop_timer_set(d->loop, &d->status_timer, loop_now(d->loop) + STATUS_REFRESH_USEC,
 		       on_status_timer, d);

@@ -3,10 +3,9 @@
 #include <sys/uio.h>
 #include <time.h>
 
-#include <systemd/sd-journal.h>
-
 #include "config.h"
 #include "log.h"
+#include "sdproto.h"
 
 static int max_level = LOG_INFO;
 static bool journal;
@@ -94,7 +93,7 @@ journal_send(int level, const char *listener, const char *peer, const char *cons
 	for (size_t i = 0; extra && extra[i] && n < ELEMENTSOF(iov); i++)
 		IOV_STR(extra[i]);
 #undef IOV_STR
-	return sd_journal_sendv(iov, (int)n);
+	return sdp_journal_sendv(iov, n);
 }
 
 static const char *
