@@ -1,6 +1,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -59,7 +60,6 @@ child_on_term(int sig)
 static void
 child_setup(struct fmodel *m, int keep_fd)
 {
-	struct sigaction sa = { .sa_handler = child_on_term };
 	sigset_t none;
 
 	/* A child serves one client: it keeps nothing of the parent's. */
@@ -69,31 +69,64 @@ child_setup(struct fmodel *m, int keep_fd)
 				safe_close(m->lst->fds[i]);
 	safe_close(m->sfd);
 	child_fd = keep_fd;
+	/* The handlers are in place already (install_child_handlers) and
+	 * SIGHUP and SIGUSR1 are ignored by every handler process: one
+	 * syscall lets SIGTERM and SIGINT in. */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* Installed in the listener process, where SIGTERM and SIGINT stay blocked
+ * and are read from the signalfd, so these only ever run in children. */
+static void
+install_child_handlers(void)
+{
+	struct sigaction sa = { .sa_handler = child_on_term };
+
 	sigemptyset(&sa.sa_mask);
 	/* No SA_RESTART: a blocked recvfrom() must see EINTR. */
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	signal(SIGCHLD, SIG_DFL);
-	signal(SIGHUP, SIG_IGN);
-	signal(SIGUSR1, SIG_IGN);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* The children table lives in a MAP_SHARED mapping: fork neither copies
+ * its page tables nor write-protects it, so the listener's bookkeeping
+ * right after each fork takes no copy-on-write fault. Children never
+ * touch it. */
+static size_t
+table_bytes(size_t n)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (n * sizeof(struct fchild) + page - 1) / page * page;
 }
 
 static int
 track(struct fmodel *m, pid_t pid, const union sockaddr_any *peer)
 {
 	if (m->n_children == m->alloc) {
-		size_t want = m->alloc ? m->alloc * 2 : 16;
-		struct fchild *c = realloc(m->children, want * sizeof(*c));
+		size_t want = table_bytes(m->alloc ? m->alloc * 2 : 64);
+		void *c = m->children ? mremap(m->children, table_bytes(m->alloc), want,
+					       MREMAP_MAYMOVE)
+				      : mmap(NULL, want, PROT_READ | PROT_WRITE,
+					     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
-		if (!c)
+		if (c == MAP_FAILED)
 			return -ENOMEM;
 		m->children = c;
-		m->alloc = want;
+		m->alloc = want / sizeof(struct fchild);
 	}
 	m->children[m->n_children++] = (struct fchild){ .pid = pid, .peer = *peer };
 	return 0;
+}
+
+static void
+untrack_all(struct fmodel *m)
+{
+	if (m->children)
+		(void)munmap(m->children, table_bytes(m->alloc));
+	m->children = NULL;
+	m->alloc = m->n_children = 0;
 }
 
 static void
@@ -280,6 +313,7 @@ fork_model_run(struct listener_rt *lst)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
+	install_child_handlers();
 	m.sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (m.sfd < 0)
 		return log_full_errno(LOG_ERR, errno, lst->cfg.name, NULL, "signalfd failed"), 1;
@@ -321,14 +355,14 @@ fork_model_run(struct listener_rt *lst)
 	if (lst->cfg.protocol == PROTOCOL_UDP)
 		udp_shutdown_notice(lst);
 	loop_free(m.loop);
-	free(m.children);
+	untrack_all(&m);
 	safe_close(m.sfd);
 	return 0;
 fail:
 	log_full_errno(LOG_ERR, r, lst->cfg.name, NULL, "fork model failed");
 	kill_all(&m, SIGKILL);
 	loop_free(m.loop);
-	free(m.children);
+	untrack_all(&m);
 	safe_close(m.sfd);
 	return 1;
 }

@@ -293,7 +293,10 @@ set_timeouts(int fd, unsigned seconds)
 {
 	struct timeval tv = { .tv_sec = seconds };
 
-	/* 0 = block forever, which is what idle_timeout = 0 means. */
+	/* 0 = block forever, which is what idle_timeout = 0 means and
+	 * what a freshly accepted socket already does. */
+	if (seconds == 0)
+		return;
 	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }

@@ -113,7 +113,7 @@ chat_on_open(struct session *s)
 {
 	struct chat_state *st = s->lst->service_state;
 
-	s->service_data = chat_room_join(st->room, s, s->host_str, now_usec());
+	s->service_data = chat_room_join(st->room, s, session_host_str(s), now_usec());
 	if (!s->service_data)
 		session_abort(s, "out of memory");
 }

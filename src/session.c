@@ -20,8 +20,22 @@ session_init(struct session *s, int fd, struct listener_rt *lst,
 		.start_usec = now_usec(),
 	};
 	s->last_active = s->start_usec;
-	sockaddr_to_string(peer, s->peer_str, sizeof(s->peer_str));
-	sockaddr_host_to_string(peer, s->host_str, sizeof(s->host_str));
+}
+
+const char *
+session_peer_str(struct session *s)
+{
+	if (!s->peer_str[0])
+		sockaddr_to_string(&s->peer, s->peer_str, sizeof(s->peer_str));
+	return s->peer_str;
+}
+
+const char *
+session_host_str(struct session *s)
+{
+	if (!s->host_str[0])
+		sockaddr_host_to_string(&s->peer, s->host_str, sizeof(s->host_str));
+	return s->host_str;
 }
 
 static inline void
@@ -348,7 +362,8 @@ session_log_open(struct session *s)
 {
 	STATS_ADD(s->lst, conns_total, 1);
 	STATS_ADD(s->lst, conns_now, 1);
-	log_listener(LOG_INFO, s->lst->cfg.name, s->peer_str, "connection opened");
+	if (log_get_max_level() >= LOG_INFO)
+		log_listener(LOG_INFO, s->lst->cfg.name, session_peer_str(s), "connection opened");
 }
 
 void
@@ -372,7 +387,7 @@ session_log_close(struct session *s)
 	fields[2] = bout;
 	fields[3] = dur;
 	fields[4] = NULL;
-	log_fields(LOG_INFO, s->lst->cfg.name, s->peer_str, fields,
+	log_fields(LOG_INFO, s->lst->cfg.name, session_peer_str(s), fields,
 		   "connection closed (%s), %" PRIu64 " bytes in, %" PRIu64
 		   " bytes out, %" PRIu64 ".%03" PRIu64 " s",
 		   s->close_reason ? s->close_reason : "eof", s->bytes_in, s->bytes_out,

@@ -61,15 +61,20 @@ struct session {
 	const char *close_reason;
 	uint64_t start_usec;
 	union sockaddr_any peer;
+	/* Formatted on first use (session_peer_str, session_host_str):
+	 * a connection that logs nothing never pays for inet_ntop. */
 	char peer_str[SOCKADDR_STR_MAX];
 	char host_str[SOCKADDR_STR_MAX];
 };
 
-/* Sets fields, formats peer strings; calls nothing. */
+/* Sets fields; calls nothing. */
 void session_init(struct session *s, int fd, struct listener_rt *lst,
 		  const struct session_driver *driver, const union sockaddr_any *peer);
 /* Frees buffers; does not close the fd. */
 void session_done(struct session *s);
+/* "address:port" and "address" of the peer. Owner thread only. */
+const char *session_peer_str(struct session *s);
+const char *session_host_str(struct session *s);
 
 /* Bytes the service may still queue before hitting SESSION_OUT_MAX.
  * Owner thread only (echo). */
