@@ -7,7 +7,8 @@
 # the container's private network; structured journal fields; reload with a
 # good file, with a bad file (ExecReload's `netechod -t` fails it) and a
 # failed SIGHUP (StatusText); watchdog; SIGUSR1 counters; a killed handler;
-# stop (Result=success); socket activation through netechod.socket.
+# stop (Result=success, and a fork-model chat client hears the goodbye);
+# socket activation through netechod.socket.
 #
 # Environment: NETECHOD_BIN, SOURCE_ROOT, BUILD_ROOT (meson sets them).
 # Prints one line per check and "N passed, N failed"; exits 0, 1 when a
@@ -93,8 +94,9 @@ wait_for() {
 is_state() { [ "$(show "$1" ActiveState)" = "$2" ]; }
 
 # ---- files ----
-# Listeners: two tcp echo, one udp echo, one chat, plus the addresses the
-# socket unit listens on (bound by netechod itself until the socket phase).
+# Listeners: two tcp echo, one udp echo, two chat (epoll and fork), plus the
+# addresses the socket unit listens on (bound by netechod itself until the
+# socket phase).
 listener() { # name protocol address port model service [extra]
 	printf '\t{ name = "%s"; protocol = "%s"; address = "%s"; port = %s; model = "%s"; service = "%s"; %s}' "$@"
 }
@@ -131,14 +133,16 @@ write_conf "$WORK/main.conf" \
 	"$(listener echo-a tcp 127.0.0.1 17101 poll echo)" \
 	"$(listener echo-b tcp 127.0.0.1 17102 thread echo)" \
 	"$(listener echo-u udp 127.0.0.1 17103 select echo)" \
-	"$(listener lobby tcp 127.0.0.1 17104 epoll chat)"
+	"$(listener lobby tcp 127.0.0.1 17104 epoll chat)" \
+	"$(listener lobby-f tcp 127.0.0.1 17106 fork chat)"
 # Reload: echo-a changed, echo-b removed, echo-c added, the rest unchanged.
 write_conf "$WORK/reload.conf" \
 	"$(listener echo-a tcp 127.0.0.1 17101 poll echo 'max_clients = 8; ')" \
 	"$(listener echo-u udp 127.0.0.1 17103 select echo)" \
 	"$(listener lobby tcp 127.0.0.1 17104 epoll chat)" \
+	"$(listener lobby-f tcp 127.0.0.1 17106 fork chat)" \
 	"$(listener echo-c tcp 127.0.0.1 17105 fork echo)"
-N_MAIN=$((4 + ${#ACT[@]})) N_RELOAD=$((4 + ${#ACT[@]}))
+N_MAIN=$((5 + ${#ACT[@]})) N_RELOAD=$((5 + ${#ACT[@]}))
 BAD_LINE=4
 { sed -n '1,3p' "$WORK/reload.conf"; echo '	@@@ not libconfig'; sed -n '4,$p' "$WORK/reload.conf"; } > "$WORK/bad.conf"
 for f in main reload; do
@@ -184,6 +188,20 @@ try:
                 break
             got += b
         ok = got.startswith(("* welcome to " + arg).encode())
+    elif mode == "goodbye":
+        # Join as nickname arg, print "joined", then read until the server
+        # closes: the last line must be the goodbye (SPEC 5.8).
+        s = socket.create_connection((host, port), timeout=15)
+        f = s.makefile("rb")
+        welcome = f.readline()
+        s.sendall(arg.encode() + b"\n")
+        joined = f.readline()
+        if not joined.startswith(("* you are " + arg + "@").encode()):
+            print("%s %s:%d: join failed: %r %r" % (mode, host, port, welcome, joined))
+            sys.exit(1)
+        print("joined", flush=True)
+        got = f.read()
+        ok = got.endswith(b"* server shutting down\r\n")
     elif mode == "closed":
         # refused, or accepted and never answered
         try:
@@ -266,7 +284,7 @@ act_probes() {
 	for a in "${ACT[@]}"; do read -r proto host port <<<"$a"; echo "$proto $port act $host"; done
 }
 mapfile -t ACT_PROBES < <(act_probes)
-probe_all "echo after start" "tcp 17101" "tcp 17102" "udp 17103" "chat 17104 lobby" "${ACT_PROBES[@]}"
+probe_all "echo after start" "tcp 17101" "tcp 17102" "udp 17103" "chat 17104 lobby" "chat 17106 lobby-f" "${ACT_PROBES[@]}"
 
 # ---- journal ----
 journal_fields() { # prints: closed good_closed opened good_opened plain
@@ -392,10 +410,21 @@ if [ -n "$child" ] && X kill -KILL "$child"; then
 else fail "killed handler: no child process of MainPID $MAINPID"; fi
 
 # ---- stop ----
+# A client of the fork-model chat listener stays connected through the
+# stop. KillMode=mixed sends SIGTERM to the dispatcher alone, so the
+# process that carries the connection is still there to deliver SPEC 5.8's
+# "* server shutting down" before the close.
+X python3 /usr/local/lib/netechod-e2e/probe.py goodbye 17106 e2e-bye >"$WORK/bye" 2>&1 & BYE=$!
+bye_joined() { grep -q '^joined$' "$WORK/bye"; }
+wait_for 10 bye_joined || true
 X systemctl stop netechod >"$WORK/out" 2>&1 || true
 res=$(show netechod Result) st=$(show netechod ActiveState) code=$(show netechod ExecMainStatus)
 if [ "$st" = inactive ] && [ "$res" = success ] && [ "$code" = 0 ]; then pass "stop: inactive, Result=success, exit status 0"
 else fail "stop" "ActiveState=$st Result=$res ExecMainStatus=$code $(head -c 200 "$WORK/out")"; fi
+bye_rc=0
+wait "$BYE" || bye_rc=$?
+if bye_joined && [ "$bye_rc" = 0 ]; then pass "stop: a chat client of the fork listener got '* server shutting down', then the close"
+else fail "stop: fork-model chat client goodbye" "probe exit $bye_rc: $(tr '\n' '|' <"$WORK/bye" | head -c 300)"; fi
 
 # ---- socket activation ----
 install -m 0644 "$WORK/main.conf" "$ROOT$CONF_DEST"

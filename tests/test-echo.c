@@ -734,6 +734,116 @@ START_TEST(echo_udp_prefix_prepended_to_each_datagram)
 }
 END_TEST
 
+/* Parent of pid from /proc/PID/stat, or -1. */
+static pid_t
+proc_ppid(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	int ppid = -1;
+	char state;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 1, " %c %d", &state, &ppid) != 2)
+		return -1;
+	return (pid_t)ppid;
+}
+
+static size_t
+count_distinct(const long *v, size_t n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		bool seen = false;
+
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = v[j] == v[i];
+		k += !seen;
+	}
+	return k;
+}
+
+/* %p and %t name the process and the thread that served each datagram
+ * (netechod.conf(5): %t is the thread id, the pid in single-threaded
+ * processes). Idle workers blocked in recv() on the one socket are woken
+ * one at a time, in turn: sequential datagrams reach every worker once
+ * all of them wait (a fork worker may still be starting right after
+ * READY=1), so this sends until each has answered, at most DATAGRAMS. */
+START_TEST(echo_udp_prefix_pid_and_thread_id)
+{
+	enum { DATAGRAMS = 200 };
+	struct hdaemon d;
+	struct hl_listener l;
+	char buf[128], got[128], task[64];
+	_cleanup_(closep) int fd = -1;
+	long pid[DATAGRAMS], tid[DATAGRAMS];
+	bool fork_model = strcmp(cur->model, "fork") == 0;
+	bool thread_model = strcmp(cur->model, "thread") == 0;
+	unsigned workers = cur->workers ? cur->workers : 1;
+	size_t sent = 0;
+	struct stat st;
+
+	start_variant(&d, &l, buf, sizeof(buf), "ids", "prefix = \"[%p|%t|%%] \";", NULL);
+	fd = udp_ok(l.port);
+	for (size_t i = 0; i < DATAGRAMS; i++) {
+		ssize_t n = harness_udp_roundtrip(fd, "x", 1, got, sizeof(got) - 1, IO_MS);
+		pid_t handler;
+
+		ck_assert_msg(n > 0 && n < (ssize_t)sizeof(got),
+			      "[%s] datagram %zu: reply %zd (%s)", cur->tcase, i, n,
+			      n < 0 ? strerror((int)-n) : "size");
+		got[n] = 0;
+		parse_ids(got, &pid[i], &tid[i]);
+		sent = i + 1;
+		ck_assert_msg(n >= 3 && strcmp(got + n - 3, "] x") == 0,
+			      "[%s] datagram after the prefix: '%s'", cur->tcase, got);
+		/* The workers live until the stop: the thread still exists. */
+		snprintf(task, sizeof(task), "/proc/%ld/task/%ld", pid[i], tid[i]);
+		ck_assert_msg(stat(task, &st) == 0,
+			      "[%s] %%t = %ld is no thread of the serving process %%p = %ld",
+			      cur->tcase, tid[i], pid[i]);
+		/* The handler is the dispatcher's child; fork workers are its
+		 * children. The dispatcher itself never serves. */
+		handler = fork_model ? proc_ppid((pid_t)pid[i]) : (pid_t)pid[i];
+		ck_assert_msg(pid[i] != d.pid && handler > 0 && proc_ppid(handler) == d.pid,
+			      "[%s] %%p = %ld is not %s of netechod (pid %d)", cur->tcase, pid[i],
+			      fork_model ? "a worker of a handler" : "a handler", (int)d.pid);
+		if (thread_model)
+			ck_assert_msg(tid[i] != pid[i],
+				      "[%s] %%t = %%p = %ld: the handler's main thread, not the worker thread that served",
+				      cur->tcase, tid[i]);
+		else if (fork_model || strcmp(cur->model, "epoll") != 0 || workers == 1)
+			ck_assert_msg(tid[i] == pid[i],
+				      "[%s] single-threaded serving process %ld: %%t = %ld, expected its pid",
+				      cur->tcase, pid[i], tid[i]);
+		if (count_distinct(fork_model ? pid : tid, sent) >= workers && sent >= 8)
+			break;
+	}
+	if (thread_model) {
+		ck_assert_msg(count_distinct(pid, sent) == 1,
+			      "[%s] thread model: datagrams served by %zu processes", cur->tcase,
+			      count_distinct(pid, sent));
+		ck_assert_msg(count_distinct(tid, sent) == workers,
+			      "[%s] workers = %u: %zu distinct %%t in %zu datagrams", cur->tcase,
+			      workers, count_distinct(tid, sent), sent);
+	} else if (fork_model) {
+		ck_assert_msg(count_distinct(pid, sent) == workers,
+			      "[%s] workers = %u: %zu distinct %%p in %zu datagrams", cur->tcase,
+			      workers, count_distinct(pid, sent), sent);
+	}
+	stop_clean(&d);
+}
+END_TEST
+
 START_TEST(echo_udp_clean_stop)
 {
 	_cleanup_(closep) int fd = udp_ok(srv_listener.port);
@@ -988,6 +1098,7 @@ echo_suite(void)
 			tcase_add_test(tc, echo_udp_empty_datagram_echoed);
 			tcase_add_test(tc, echo_udp_ignores_reflection_source_ports);
 			tcase_add_test(tc, echo_udp_prefix_prepended_to_each_datagram);
+			tcase_add_test(tc, echo_udp_prefix_pid_and_thread_id);
 			tcase_add_test(tc, echo_udp_each_client_gets_its_own_replies);
 			tcase_add_loop_test(tc, echo_udp_access_lists, 0, ELEMENTSOF(access_cases));
 			tcase_add_test(tc, echo_udp_rate_limit_caps_replies);

@@ -1328,6 +1328,150 @@ START_TEST(systemd_socket_activate_extra_fd_closed_with_warning)
 }
 END_TEST
 
+/* Two different free ports for socktype on 127.0.0.1. */
+static void
+two_free_ports(int socktype, uint16_t *ret_a, uint16_t *ret_b)
+{
+	int r;
+
+	r = harness_free_port(socktype, "127.0.0.1", ret_a);
+	ck_assert_msg(r == 0, "no free port: %s", strerror(-r));
+	for (int attempt = 0; attempt < 16; attempt++) {
+		r = harness_free_port(socktype, "127.0.0.1", ret_b);
+		ck_assert_msg(r == 0, "no free port: %s", strerror(-r));
+		if (*ret_b != *ret_a)
+			return;
+	}
+	ck_abort_msg("no second free port besides %u", *ret_a);
+}
+
+/* First line the server sends on a fresh chat connection (tcp), or its
+ * reply to a nickname datagram (udp). */
+static void
+chat_first_reply(struct hdaemon *d, bool udp, uint16_t port, char *buf, size_t len)
+{
+	_cleanup_(closep) int fd = udp ? harness_udp_socket(port) : tcp_ok("chat", port);
+	size_t got = 0;
+	ssize_t n;
+
+	ck_assert_msg(fd >= 0, "udp socket: %s", strerror(-fd));
+	ck_assert(len > 1);
+	if (udp) {
+		n = harness_udp_roundtrip(fd, "alice", 5, buf, len - 1, IO_MS);
+		check_d(d, n > 0, "udp 127.0.0.1:%u: no reply to a nickname (%s)", port,
+			n < 0 ? strerror((int)-n) : "empty");
+		buf[MIN((size_t)n, len - 1)] = 0;
+		return;
+	}
+	while (got < len - 1 && !memchr(buf, '\n', got)) {
+		n = harness_recv_timeout(fd, buf + got, len - 1 - got, IO_MS);
+		check_d(d, n > 0, "tcp 127.0.0.1:%u: first line cut short after '%.*s' (%s)", port,
+			(int)got, buf, n < 0 ? strerror((int)-n) : "EOF");
+		got += (size_t)n;
+	}
+	buf[got] = 0;
+}
+
+struct swap_case {
+	const char *protocol;
+	const char *ssa_flags; /* systemd-socket-activate: -d for datagram sockets */
+	const char *chat_model;
+	const char *chat_reply; /* how chat listener b answers first */
+};
+
+static const struct swap_case swap_cases[] = {
+	{ "tcp", "", "thread", "* welcome to b " },
+	{ "udp", "-d ", "select", "* to join as alice, send: /join " },
+};
+
+/* netechod(8), SOCKET ACTIVATION: a socket whose FileDescriptorName= is a
+ * listener's name goes to that listener whatever its address, before any
+ * socket is matched by address. Sockets "a" (port p1) and "b" (port p2)
+ * come with a config that puts listener a on p2 and b on p1: matched by
+ * address each would get the other's socket. a is echo and b is chat, so
+ * the replies show which listener serves which port. */
+START_TEST(systemd_socket_activate_name_beats_address)
+{
+	const struct swap_case *sc = &swap_cases[_i];
+	bool udp = strcmp(sc->protocol, "udp") == 0;
+	struct hdaemon d;
+	struct hl_listener ls[] = {
+		{ .name = "a", .protocol = sc->protocol, .model = "poll", .service = "echo",
+		  .no_fd = true },
+		{ .name = "b", .protocol = sc->protocol, .model = sc->chat_model,
+		  .service = "chat", .no_fd = true },
+	};
+	_cleanup_(freep) char *text = NULL, *line = NULL;
+	char args[160], reply[256];
+	uint16_t p1, p2;
+
+	two_free_ports(udp ? SOCK_DGRAM : SOCK_STREAM, &p1, &p2);
+	ls[0].port = p2;
+	ls[1].port = p1;
+	snprintf(args, sizeof(args), "%s-l 127.0.0.1:%u -l 127.0.0.1:%u --fdname=a:b",
+		 sc->ssa_flags, p1, p2);
+	/* The trigger is an echo on p1: only listener a echoes. */
+	if (!start_socket_activated(&d, ls, ELEMENTSOF(ls), args, p1, udp))
+		return;
+	if (udp)
+		udp_echo("a (socket 'a', b's port in the config)", p1, "served by a");
+	else
+		tcp_connect_echo("a (socket 'a', b's port in the config)", p1, "served by a");
+	chat_first_reply(&d, udp, p2, reply, sizeof(reply));
+	check_d(&d, strncmp(reply, sc->chat_reply, strlen(sc->chat_reply)) == 0,
+		"[%s] port %u (socket 'b', a's port in the config) answered '%s'; expected chat listener b: '%s...'",
+		sc->protocol, p2, reply, sc->chat_reply);
+	text = harness_log_read(&d);
+	line = find_line(text, 0, "received 2 socket", NULL);
+	check_d(&d, line, "[%s] the log does not say it received the 2 sockets", sc->protocol);
+	check_d(&d, !harness_log_contains(&d, "matches no enabled listener"),
+		"[%s] a named socket was closed as unmatched", sc->protocol);
+	check_d(&d, !harness_log_contains(&d, "cannot listen"),
+		"[%s] it tried to bind a configured port itself", sc->protocol);
+	stop_ok(&d);
+}
+END_TEST
+
+/* A socket named after a listener but of the other type (a datagram
+ * socket named like a tcp listener) is not given to it: a warning says so,
+ * the listener binds its configured address itself, and the socket, now
+ * matching no listener, is closed with a warning (netechod(8), SOCKET
+ * ACTIVATION). Start-up goes on; it is not an error. */
+START_TEST(systemd_socket_activate_named_socket_of_wrong_type_not_used)
+{
+	struct hdaemon d;
+	struct hl_listener ls[] = {
+		{ .name = "t", .protocol = "tcp", .model = "poll", .no_fd = true },
+		{ .name = "u", .protocol = "udp", .model = "select", .no_fd = true },
+	};
+	_cleanup_(freep) char *warn = NULL, *closed = NULL;
+	unsigned long inodes[4];
+	uint16_t wrong;
+	char args[160];
+	int r;
+
+	r = harness_free_port(SOCK_STREAM, "127.0.0.1", &ls[0].port);
+	ck_assert_msg(r == 0, "no free tcp port: %s", strerror(-r));
+	two_free_ports(SOCK_DGRAM, &wrong, &ls[1].port);
+	/* -d: both are datagram sockets; "t" is the wrong type for t. */
+	snprintf(args, sizeof(args), "-d -l 127.0.0.1:%u -l 127.0.0.1:%u --fdname=t:u", wrong,
+		 ls[1].port);
+	if (!start_socket_activated(&d, ls, ELEMENTSOF(ls), args, ls[1].port, true))
+		return;
+	warn = expect_log_line(&d, 0, " warning t: ", "not a tcp socket", "the wrong-type socket");
+	closed = expect_log_line(&d, 0, "matches no enabled listener", "name t",
+				 "closing the wrong-type socket");
+	check_d(&d, strstr(closed, " warning "), "not logged as a warning: '%s'", closed);
+	/* t bound its own address, u kept its socket. */
+	tcp_connect_echo("t (bound by netechod)", ls[0].port, "self-bound");
+	udp_echo("u (named udp socket)", ls[1].port, "still named");
+	check_d(&d, socket_inodes("udp", wrong, inodes, ELEMENTSOF(inodes)) == 0,
+		"the datagram socket named 't' (127.0.0.1:%u) is still open", wrong);
+	check_d(&d, harness_running(&d), "the daemon exited");
+	stop_ok(&d);
+}
+END_TEST
+
 START_TEST(systemd_socket_activate_mixed_with_self_bound)
 {
 	struct hdaemon d;
@@ -1559,6 +1703,9 @@ systemd_suite(void)
 	tcase_add_test(tc, systemd_socket_activate_tcp_by_address_without_name);
 	tcase_add_test(tc, systemd_socket_activate_extra_fd_closed_with_warning);
 	tcase_add_test(tc, systemd_socket_activate_mixed_with_self_bound);
+	tcase_add_loop_test(tc, systemd_socket_activate_name_beats_address, 0,
+			    ELEMENTSOF(swap_cases));
+	tcase_add_test(tc, systemd_socket_activate_named_socket_of_wrong_type_not_used);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("logging");
