@@ -106,13 +106,17 @@ track(struct fmodel *m, pid_t pid, const union sockaddr_any *peer)
 {
 	if (m->n_children == m->alloc) {
 		size_t want = table_bytes(m->alloc ? m->alloc * 2 : 64);
-		void *c = m->children ? mremap(m->children, table_bytes(m->alloc), want,
-					       MREMAP_MAYMOVE)
-				      : mmap(NULL, want, PROT_READ | PROT_WRITE,
-					     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		/* Not mremap(): a shared anonymous mapping's object keeps
+		 * its size, and the grown part would raise SIGBUS. */
+		void *c = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+			       -1, 0);
 
 		if (c == MAP_FAILED)
 			return -ENOMEM;
+		if (m->children) {
+			memcpy(c, m->children, m->n_children * sizeof(struct fchild));
+			(void)munmap(m->children, table_bytes(m->alloc));
+		}
 		m->children = c;
 		m->alloc = want / sizeof(struct fchild);
 	}

@@ -286,6 +286,36 @@ START_TEST(echo_tcp_50_concurrent_clients)
 }
 END_TEST
 
+/* More clients at once than the first page of a per-connection table
+ * holds: the fork model's children table once grew with mremap() of a
+ * shared mapping, and the handler died of SIGBUS at the 129th child. */
+START_TEST(echo_tcp_300_clients_held_at_once)
+{
+	enum { N = 300 };
+	struct hdaemon d;
+	struct hl_listener l;
+	char buf[256], msg[32];
+	int fds[N];
+
+	start_variant(&d, &l, buf, sizeof(buf), "many", "max_clients = 400;", NULL);
+	for (int i = 0; i < N; i++) {
+		fds[i] = connect_ok(l.port);
+		snprintf(msg, sizeof(msg), "client %d\n", i);
+		tcp_roundtrip(fds[i], "connecting", msg, strlen(msg));
+	}
+	/* Every one is still served once all are open. */
+	for (int i = 0; i < N; i++) {
+		snprintf(msg, sizeof(msg), "again %d\n", i);
+		tcp_roundtrip(fds[i], "all open", msg, strlen(msg));
+	}
+	ck_assert_msg(!harness_log_contains(&d, "killed by signal"),
+		      "[%s] a handler died with %d clients", cur->tcase, N);
+	for (int i = 0; i < N; i++)
+		safe_close(fds[i]);
+	stop_clean(&d);
+}
+END_TEST
+
 START_TEST(echo_tcp_half_close_gets_everything_then_eof)
 {
 	const size_t len = 32 * 1024;
@@ -1084,6 +1114,7 @@ echo_suite(void)
 			tcase_add_test(tc, echo_tcp_small_message);
 			tcase_add_test(tc, echo_tcp_1mib_sent_and_received_concurrently);
 			tcase_add_test(tc, echo_tcp_50_concurrent_clients);
+			tcase_add_test(tc, echo_tcp_300_clients_held_at_once);
 			tcase_add_test(tc, echo_tcp_half_close_gets_everything_then_eof);
 			tcase_add_test(tc, echo_tcp_binary_with_nul_bytes);
 			tcase_add_test(tc, echo_tcp_max_clients_refuses_one_more);
