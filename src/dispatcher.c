@@ -312,7 +312,9 @@ dl_spawn(struct dlistener *dl)
 		int code;
 
 		safe_close(p[0]);
-		/* Keep only this listener's sockets. */
+		/* Keep only this listener's sockets and counters. Each
+		 * mapping dropped here is one a fork-model handler would
+		 * otherwise copy and tear down for every connection. */
 		for (struct dlistener *o = d->listeners; o; o = o->next) {
 			if (o == dl)
 				continue;
@@ -321,6 +323,9 @@ dl_spawn(struct dlistener *dl)
 					safe_close(o->fds[i]);
 			if (o->ready_fd >= 0)
 				safe_close(o->ready_fd);
+			if (o->stats)
+				(void)munmap(o->stats, sizeof(*o->stats));
+			o->stats = NULL;
 		}
 		for (size_t i = 0; i < d->n_act; i++)
 			safe_close(d->act[i].fd);
