@@ -55,7 +55,10 @@ buffer_consume(struct buffer *b, size_t n)
 void
 buffer_release(struct buffer *b)
 {
-	free(b->data);
+	/* Not free(NULL): a fork child that never buffered would fault in
+	 * free()'s code page just to do nothing. */
+	if (b->data)
+		free(b->data);
 	b->data = NULL;
 	b->start = b->len = b->cap = 0;
 }

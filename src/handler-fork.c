@@ -57,23 +57,26 @@ child_on_term(int sig)
 		(void)shutdown(child_fd, SHUT_RD);
 }
 
+/* Empty; set up by install_child_handlers() in the listener process. */
+static sigset_t child_mask;
+
+/* Runs on every connection: each libc function it calls first is a page
+ * fault in a fresh child, hence plain close() (errno is not needed) and a
+ * mask prepared in the parent. */
 static void
 child_setup(struct fmodel *m, int keep_fd)
 {
-	sigset_t none;
-
 	/* A child serves one client: it keeps nothing of the parent's. */
 	if (m->lst->cfg.protocol == PROTOCOL_TCP)
 		for (size_t i = 0; i < m->lst->n_fds; i++)
 			if (m->lst->fds[i] != keep_fd)
-				safe_close(m->lst->fds[i]);
-	safe_close(m->sfd);
+				(void)close(m->lst->fds[i]);
+	(void)close(m->sfd);
 	child_fd = keep_fd;
 	/* The handlers are in place already (install_child_handlers) and
 	 * SIGHUP and SIGUSR1 are ignored by every handler process: one
 	 * syscall lets SIGTERM and SIGINT in. */
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	sigprocmask(SIG_SETMASK, &child_mask, NULL);
 }
 
 /* Installed in the listener process, where SIGTERM and SIGINT stay blocked
@@ -83,6 +86,7 @@ install_child_handlers(void)
 {
 	struct sigaction sa = { .sa_handler = child_on_term };
 
+	sigemptyset(&child_mask);
 	sigemptyset(&sa.sa_mask);
 	/* No SA_RESTART: a blocked recvfrom() must see EINTR. */
 	sigaction(SIGTERM, &sa, NULL);
@@ -149,7 +153,7 @@ on_conn(struct acceptor *a, int cfd, const union sockaddr_any *peer)
 	if (pid == 0) {
 		struct session s;
 
-		session_init(&s, cfd, lst, NULL, peer);
+		session_init(&s, cfd, lst, NULL, peer, loop_now(a->loop));
 		child_session = &s;
 		child_setup(m, cfd);
 		handler_serve_blocking(&s);

@@ -325,7 +325,7 @@ on_conn(struct acceptor *a, int cfd, const union sockaddr_any *peer)
 		w->n_children++;
 	} else
 		handler_tune_stream(cfd);
-	session_init(&c->s, cfd, lst, &loop_driver, peer);
+	session_init(&c->s, cfd, lst, &loop_driver, peer, loop_now(a->loop));
 	if (w->shared) {
 		pthread_mutex_init(&c->lock, NULL);
 		c->s.lock = &c->lock;

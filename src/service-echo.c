@@ -84,7 +84,9 @@ echo_on_data(struct session *s, const uint8_t *p, size_t n)
 static void
 echo_on_close(struct session *s)
 {
-	free(s->service_data);
+	/* Only a prefix keeps state: skip free(NULL) (see buffer_release). */
+	if (s->service_data)
+		free(s->service_data);
 	s->service_data = NULL;
 }
 

@@ -10,14 +10,14 @@
 
 void
 session_init(struct session *s, int fd, struct listener_rt *lst,
-	     const struct session_driver *driver, const union sockaddr_any *peer)
+	     const struct session_driver *driver, const union sockaddr_any *peer, uint64_t now)
 {
 	*s = (struct session){
 		.fd = fd,
 		.lst = lst,
 		.driver = driver,
 		.peer = *peer,
-		.start_usec = now_usec(),
+		.start_usec = now,
 	};
 	s->last_active = s->start_usec;
 }
@@ -370,14 +370,15 @@ void
 session_log_close(struct session *s)
 {
 	char reason[64], bin[48], bout[48], dur[48];
-	uint64_t d = now_usec() - s->start_usec;
 	const char *fields[5];
+	uint64_t d;
 
 	if (atomic_load(&s->stop_requested) && (!s->close_reason || !strcmp(s->close_reason, "eof")))
 		s->close_reason = "server stopping";
 	STATS_SUB(s->lst, conns_now, 1);
 	if (log_get_max_level() < LOG_INFO)
 		return;
+	d = now_usec() - s->start_usec;
 	snprintf(reason, sizeof(reason), "REASON=%s", s->close_reason ? s->close_reason : "eof");
 	snprintf(bin, sizeof(bin), "BYTES_IN=%" PRIu64, s->bytes_in);
 	snprintf(bout, sizeof(bout), "BYTES_OUT=%" PRIu64, s->bytes_out);

@@ -67,9 +67,11 @@ struct session {
 	char host_str[SOCKADDR_STR_MAX];
 };
 
-/* Sets fields; calls nothing. */
+/* Sets fields; calls nothing. `now` (now_usec(), or the accepting loop's
+ * clock) starts the duration and idle clocks. */
 void session_init(struct session *s, int fd, struct listener_rt *lst,
-		  const struct session_driver *driver, const union sockaddr_any *peer);
+		  const struct session_driver *driver, const union sockaddr_any *peer,
+		  uint64_t now);
 /* Frees buffers; does not close the fd. */
 void session_done(struct session *s);
 /* "address:port" and "address" of the peer. Owner thread only. */
