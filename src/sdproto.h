@@ -9,8 +9,8 @@
  * protocol (systemd.io/JOURNAL_NATIVE_PROTOCOL). All three are stable,
  * documented wire protocols. Doing them here instead of linking libsystemd
  * keeps libsystemd's six libraries out of every netechod process: a fork
- * child then inherits 30-odd mappings instead of 70, which is most of the
- * cost of a fork per connection. tests/test-sdproto.c checks each one
+ * child then inherits about 30 mappings instead of 68, and fork and exit
+ * pay for each one (bench/RESULTS.md). tests/test-sdproto.c checks each one
  * against libsystemd itself. Return values follow libsystemd's: negative
  * errno on failure. */
 

@@ -184,8 +184,8 @@ lf_child(const struct lf_case *c)
 	return 0;
 }
 
-/* Runs the case; returns our result (the child's exit says whether it
- * matched libsystemd). */
+/* Each case runs in its own child (listen_fds_like_libsystemd); the
+ * expected answers are in listen_fds_counts. */
 static const struct lf_case lf_cases[] = {
 	{ "self", "2", "echo-tcp:echo-udp", 2 },
 	{ "self", "2", NULL, 2 },          /* no names: "unknown" */
