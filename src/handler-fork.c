@@ -154,6 +154,10 @@ on_conn(struct acceptor *a, int cfd, const union sockaddr_any *peer)
 		struct session s;
 
 		session_init(&s, cfd, lst, NULL, peer, loop_now(a->loop));
+		/* The listener counts it, from fork to reap: a child that
+		 * outlives a crashed listener must not decrement the count
+		 * the dispatcher reset for the new one. */
+		s.counted_elsewhere = true;
 		child_session = &s;
 		child_setup(m, cfd);
 		handler_serve_blocking(&s);
@@ -166,7 +170,10 @@ on_conn(struct acceptor *a, int cfd, const union sockaddr_any *peer)
 		 * count of max_clients. */
 		kill(pid, SIGKILL);
 		handler_release(lst, peer);
+		return;
 	}
+	STATS_ADD(lst, conns_total, 1);
+	STATS_ADD(lst, conns_now, 1);
 }
 
 static void spawn_udp_workers(struct fmodel *m);
@@ -183,8 +190,10 @@ reap(struct fmodel *m)
 		for (size_t i = 0; i < m->n_children; i++) {
 			if (m->children[i].pid != pid)
 				continue;
-			if (m->lst->cfg.protocol == PROTOCOL_TCP)
+			if (m->lst->cfg.protocol == PROTOCOL_TCP) {
 				handler_release(m->lst, &m->children[i].peer);
+				STATS_SUB(m->lst, conns_now, 1);
+			}
 			m->children[i] = m->children[--m->n_children];
 			break;
 		}

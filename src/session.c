@@ -360,8 +360,10 @@ session_finished(struct session *s)
 void
 session_log_open(struct session *s)
 {
-	STATS_ADD(s->lst, conns_total, 1);
-	STATS_ADD(s->lst, conns_now, 1);
+	if (!s->counted_elsewhere) {
+		STATS_ADD(s->lst, conns_total, 1);
+		STATS_ADD(s->lst, conns_now, 1);
+	}
 	if (log_get_max_level() >= LOG_INFO)
 		log_listener(LOG_INFO, s->lst->cfg.name, session_peer_str(s), "connection opened");
 }
@@ -375,7 +377,8 @@ session_log_close(struct session *s)
 
 	if (atomic_load(&s->stop_requested) && (!s->close_reason || !strcmp(s->close_reason, "eof")))
 		s->close_reason = "server stopping";
-	STATS_SUB(s->lst, conns_now, 1);
+	if (!s->counted_elsewhere)
+		STATS_SUB(s->lst, conns_now, 1);
 	if (log_get_max_level() < LOG_INFO)
 		return;
 	d = now_usec() - s->start_usec;

@@ -37,6 +37,9 @@ struct session {
 	 * event costs one or two cache lines per connection, not four. */
 	int fd;
 	bool blocking;   /* fd is blocking: sends complete before returning */
+	/* conns_now/conns_total are kept by the process that owns the
+	 * connection's lifetime (the fork model's listener), not here. */
+	bool counted_elsewhere;
 	bool read_eof;   /* the peer half-closed */
 	bool closing;    /* flush what is queued, then close */
 	bool broken;     /* close now, nothing more can be sent */

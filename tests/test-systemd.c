@@ -1644,6 +1644,71 @@ START_TEST(systemd_log_ignores_journal_stream_of_another_file)
 }
 END_TEST
 
+/* A fork-model connection outlives its crashed listener process (the
+ * dispatcher adopts it). When it ends, the count the dispatcher reset for
+ * the new listener must stay right: it used to wrap to 2^64 - 1. */
+START_TEST(systemd_orphaned_fork_connection_keeps_counters_right)
+{
+	struct hdaemon d;
+	struct hl_listener ls[] = {
+		{ .name = "x", .protocol = "tcp", .model = "fork" },
+		{ .name = "y", .protocol = "tcp", .model = "thread" },
+		{ .name = "z", .protocol = "udp", .model = "select" },
+	};
+	_cleanup_(closep) int fy = -1, fo = -1;
+	struct counters c = { 0 };
+	pid_t px, orphan = -1, killed;
+	uint64_t deadline;
+	DIR *dir;
+	struct dirent *e;
+
+	start_ok(&d, ls, ELEMENTSOF(ls), 0);
+	fy = tcp_ok("y", ls[1].port);
+	tcp_echo(fy, "y before", "hello");
+	fo = tcp_ok("x", ls[0].port);
+	tcp_echo(fo, "x before", "soon orphaned");
+	px = handler_pid(d.pid, "tcp", ls[0].port);
+	check_d(&d, px > 0, "no handler for x");
+	dir = opendir("/proc");
+	ck_assert_ptr_nonnull(dir);
+	while ((e = readdir(dir)) && orphan < 0) {
+		pid_t p = (pid_t)atoi(e->d_name);
+
+		if (p > 0 && proc_ppid(p) == px)
+			orphan = p;
+	}
+	closedir(dir);
+	check_d(&d, orphan > 0, "no connection child under x's handler %d", (int)px);
+
+	(void)kill_handler_and_wait(&d, &ls[0], fy, ls[2].port, &killed);
+	tcp_echo(fo, "x's orphaned connection", "still served");
+	fo = safe_close(fo);
+	deadline = deadline_in(EVENT_MS);
+	while (kill(orphan, 0) == 0) {
+		check_d(&d, ms_left(deadline) > 0, "orphan %d not reaped within %d ms",
+			(int)orphan, EVENT_MS);
+		(void)poll(NULL, 0, 20);
+	}
+	/* The new handler may still be reaping the connection made while x
+	 * was down: 1 for a moment, never more, then 0. */
+	deadline = deadline_in(EVENT_MS);
+	do {
+		_cleanup_(freep) char *line = NULL;
+		size_t logpos = log_size(&d);
+
+		check_d(&d, ms_left(deadline) > 0, "x's open connections stayed at %" PRIu64, c.now);
+		ck_assert_int_eq(harness_signal(&d, SIGUSR1), 0);
+		line = expect_log_line(&d, logpos, " x: ", "bytes", "SIGUSR1 counters");
+		check_d(&d, parse_counters(line, &c), "counters line unreadable: '%s'", line);
+		check_d(&d, c.now <= 1, "x's open connections after the orphan closed: %" PRIu64
+			" (expected 0)", c.now);
+		if (c.now)
+			(void)poll(NULL, 0, 50);
+	} while (c.now != 0);
+	stop_ok(&d);
+}
+END_TEST
+
 static Suite *
 systemd_suite(void)
 {
@@ -1685,6 +1750,7 @@ systemd_suite(void)
 	tcase_add_checked_fixture(tc, fixture_setup, NULL);
 	tcase_set_timeout(tc, TCASE_TIMEOUT);
 	tcase_add_test(tc, systemd_killed_handler_restarts_others_unaffected);
+	tcase_add_test(tc, systemd_orphaned_fork_connection_keeps_counters_right);
 	tcase_add_test(tc, systemd_handler_restart_backs_off);
 	suite_add_tcase(s, tc);
 
