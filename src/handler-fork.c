@@ -397,8 +397,10 @@ const struct model_ops handler_fork_ops = {
 
 #define PUMP_BUF (16 * 1024)
 
+/* drain_ms: how long the client may take to read what the hub sent last,
+ * once the hub is done with it (the listener's shutdown_timeout). */
 static void
-pump(int client, int hub)
+pump(int client, int hub, int drain_ms)
 {
 	uint8_t to_hub[PUMP_BUF], to_client[PUMP_BUF];
 	size_t n_to_hub = 0, n_to_client = 0;
@@ -414,7 +416,14 @@ pump(int client, int hub)
 						       (n_to_hub ? POLLOUT : 0)) },
 		};
 		ssize_t n;
+		int r;
 
+		/* poll() reports POLLHUP and POLLERR even for a side we want
+		 * nothing from, and would return at once forever: leave such
+		 * a side out. */
+		for (int i = 0; i < 2; i++)
+			if (!p[i].events)
+				p[i].fd = -1;
 		/* The client half-closed and the hub has all it sent: pass the
 		 * half-close on, and keep carrying the hub's answers. */
 		if (client_eof && n_to_hub == 0 && !hub_shut) {
@@ -424,11 +433,11 @@ pump(int client, int hub)
 		/* The hub is done with this client and it has everything. */
 		if (hub_eof && n_to_client == 0)
 			return;
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			return;
-		}
+		r = poll(p, 2, hub_eof ? drain_ms : -1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return; /* or a client that stopped reading after the hub was done */
 		if (p[0].revents & (POLLIN | POLLERR | POLLHUP) && p[0].events & POLLIN) {
 			n = read(client, to_hub + n_to_hub, PUMP_BUF - n_to_hub);
 			if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
@@ -523,7 +532,7 @@ handler_fork_pump(struct listener_rt *l, int cfd, int *ret_hub_fd, pid_t *ret_pi
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		handler_tune_stream(cfd);
-		pump(cfd, hub);
+		pump(cfd, hub, (int)MIN(l->shutdown_timeout, 3600u) * 1000);
 		_exit(0);
 	}
 	safe_close(sp[1]);

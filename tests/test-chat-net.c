@@ -9,6 +9,7 @@
  * sends a marker (/who) afterwards, and the next line it gets must be the
  * answer to it. */
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -1030,6 +1031,64 @@ flood_rx_poll(struct flood_rx *xs, size_t n, int timeout_ms)
 	}
 }
 
+/* CPU ticks (user + system) of each grandchild of top: in the fork model,
+ * the pumps under the hub under the dispatcher. */
+struct ticks {
+	pid_t pid[64];
+	uint64_t t[64];
+	size_t n;
+};
+
+static struct ticks
+grandchildren_ticks(pid_t top)
+{
+	DIR *dir = opendir("/proc");
+	struct ticks r = { .n = 0 };
+	struct dirent *e;
+
+	ck_assert_ptr_nonnull(dir);
+	while ((e = readdir(dir)) && r.n < ELEMENTSOF(r.pid)) {
+		char path[64], buf[1024], *p;
+		unsigned long long ut = 0, st = 0;
+		pid_t pid = (pid_t)atoi(e->d_name);
+		int ppid = 0;
+		FILE *f;
+		size_t n;
+
+		if (pid <= 0 || pid == top || !harness_pid_in_tree(pid, top))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+		if (!(f = fopen(path, "re")))
+			continue;
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = 0;
+		p = strrchr(buf, ')');
+		/* state ppid pgrp session tty tpgid flags minflt cminflt majflt
+		 * cmajflt utime stime */
+		if (!p || sscanf(p + 1, " %*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+				 &ppid, &ut, &st) != 3 || ppid == top)
+			continue;
+		r.pid[r.n] = pid;
+		r.t[r.n++] = ut + st;
+	}
+	closedir(dir);
+	return r;
+}
+
+/* The most CPU any one process present in both snapshots used between them. */
+static uint64_t
+max_ticks_used(const struct ticks *a, const struct ticks *b)
+{
+	uint64_t m = 0;
+
+	for (size_t i = 0; i < b->n; i++)
+		for (size_t j = 0; j < a->n; j++)
+			if (a->pid[j] == b->pid[i] && b->t[i] >= a->t[j])
+				m = MAX(m, b->t[i] - a->t[j]);
+	return m;
+}
+
 START_TEST(chat_tcp_slow_consumer_is_disconnected)
 {
 	enum { LINE = 900, WINDOW = 32, DURING_EVERY = 64 };
@@ -1084,6 +1143,23 @@ START_TEST(chat_tcp_slow_consumer_is_disconnected)
 				tc_sendf(alice, "during %u\n", during_sent++);
 		}
 		flood_rx_poll(rx, 3, can_send ? 0 : IO_MS);
+	}
+
+	/* Fork model: the hub has dropped slow, whose pump still holds lines
+	 * slow does not read. It must wait for slow, not spin (poll()
+	 * reports the closed hub side every time). */
+	if (!strcmp(cur->model, "fork")) {
+		long hz = sysconf(_SC_CLK_TCK);
+		struct ticks t0 = grandchildren_ticks(srv.pid), t1;
+		uint64_t used;
+
+		ck_assert_msg(t0.n > 0, "[%s] no pump processes found", cur->tcase);
+		(void)poll(NULL, 0, 500); /* the measurement window */
+		t1 = grandchildren_ticks(srv.pid);
+		used = max_ticks_used(&t0, &t1);
+		ck_assert_msg((double)used / (double)hz < 0.2,
+			      "[%s] a pump used %.2f s of CPU in 0.5 s while slow did not read: a busy loop",
+			      cur->tcase, (double)used / (double)hz);
 	}
 
 	/* The others kept chatting: everything arrives, in order. */
