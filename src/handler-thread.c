@@ -321,8 +321,11 @@ run_udp(struct tmodel *m, int sfd)
 			break;
 		}
 		ws[i].owner = m;
-		if (pthread_create(&ths[i], &m->attr, udp_thread, &ws[i]) != 0) {
-			log_full_errno(LOG_ERR, errno, lst->cfg.name, NULL, "cannot start worker thread");
+		int e = pthread_create(&ths[i], &m->attr, udp_thread, &ws[i]);
+
+		if (e != 0) {
+			/* pthread_create returns the error; errno is not set. */
+			log_full_errno(LOG_ERR, e, lst->cfg.name, NULL, "cannot start worker thread");
 			udp_worker_done(&ws[i]);
 			ret = 1;
 			break;
@@ -396,7 +399,13 @@ run_tcp(struct tmodel *m, int sfd)
 			     "connections still open after %u s, closing them",
 			     lst->shutdown_timeout);
 		shutdown_all(m, SHUT_RDWR);
-		(void)wait_threads(m, now_usec() + USEC_PER_SEC);
+		if (!wait_threads(m, now_usec() + USEC_PER_SEC)) {
+			/* Returning would free what those threads still use
+			 * (m is on our caller's stack, the room, the tables). */
+			log_listener(LOG_ERR, lst->cfg.name, NULL,
+				     "connection threads did not end; exiting");
+			_exit(1);
+		}
 	}
 	return r < 0 ? 1 : 0;
 }
