@@ -184,8 +184,11 @@ session_close(struct session *s, const char *reason)
 	if (!s->close_reason)
 		s->close_reason = reason;
 	s->closing = true;
-	/* Another thread may have asked: let the owner see it. */
-	if (s->lock && s->driver && s->driver->want_write)
+	/* Another thread, or a timer of the owner's (the chat name timeout),
+	 * may have asked: nothing else would wake the owner for a session
+	 * with nothing to send. The driver ignores a call from the session's
+	 * own callback, which looks at it anyway. */
+	if (s->driver && s->driver->want_write)
 		s->driver->want_write(s);
 	unlock(s);
 }
@@ -197,7 +200,8 @@ session_abort(struct session *s, const char *reason)
 	if (!s->close_reason)
 		s->close_reason = reason;
 	mark_broken(s, 0);
-	if (s->lock && s->driver && s->driver->want_write)
+	/* As in session_close(). */
+	if (s->driver && s->driver->want_write)
 		s->driver->want_write(s);
 	unlock(s);
 }

@@ -1912,6 +1912,100 @@ START_TEST(chat_udp_sigterm_tells_joined_peers)
 }
 END_TEST
 
+/* ---- TCP name timeout, every model at once ---- */
+
+/* SPEC 5.2: no valid name within 30 s -> closed. The wait is long, so one
+ * daemon serves a tcp chat listener per model and the clients wait side
+ * by side: about 30 s in all, not 30 s a model. */
+#define NAME_TIMEOUT_MS 30000
+/* How late after connecting the notice and the close may come: the
+ * handlers look at the deadline at least once a second. */
+#define NAME_TIMEOUT_SLACK_MS 5000
+
+static const char *const name_timeout_models[] = { "fork", "thread", "select", "poll", "epoll" };
+
+/* Until deadline, but at least a moment: what came meanwhile, while
+ * another client was waited for, is in the socket and counts. */
+static int
+remaining_ms(uint64_t deadline)
+{
+	uint64_t now = now_usec();
+
+	return now + 200 * USEC_PER_MSEC < deadline ? (int)((deadline - now) / USEC_PER_MSEC) : 200;
+}
+
+static const struct combo name_timeout_combo = { "name-timeout", "tcp", "all", 0 };
+
+START_TEST(chat_tcp_unnamed_client_is_closed_after_30_s_on_every_model)
+{
+	enum { N = ELEMENTSOF(name_timeout_models) };
+	struct hl_listener ls[N];
+	struct tclient *c[N] = { NULL };
+	char names[N][32], got[LINE_MAX_BYTES], failed[4096] = "";
+	uint64_t t0[N];
+	int r;
+
+	cur = &name_timeout_combo;
+	for (size_t i = 0; i < N; i++) {
+		snprintf(names[i], sizeof(names[i]), "room-%s", name_timeout_models[i]);
+		ls[i] = (struct hl_listener){ .name = names[i], .protocol = "tcp",
+					      .model = name_timeout_models[i], .service = "chat" };
+	}
+	srv = (struct hdaemon){ 0 };
+	r = harness_start(&srv, ls, N, NULL);
+	ck_assert_msg(r == 0, "[%s] netechod with a chat listener per model did not start: %s",
+		      cur->tcase, strerror(-r));
+	srv_started = true;
+
+	for (size_t i = 0; i < N; i++) {
+		int fd = harness_tcp_connect(ls[i].port);
+
+		ck_assert_msg(fd >= 0, "[%s] connect to %s: %s", cur->tcase, names[i],
+			      strerror(-fd));
+		t0[i] = now_usec();
+		c[i] = tc_wrap(fd, name_timeout_models[i]);
+		tc_expectf(c[i], "* welcome to %s (0 online); send your name", names[i]);
+	}
+	/* Each client, in turn, against its own deadline: the others' lines
+	 * wait in their sockets meanwhile. Every model is looked at before
+	 * failing, so the message names all that are wrong. */
+	for (size_t i = 0; i < N; i++) {
+		uint64_t deadline = t0[i] + (NAME_TIMEOUT_MS + NAME_TIMEOUT_SLACK_MS) * USEC_PER_MSEC;
+		size_t o = strlen(failed);
+		uint64_t at;
+		ssize_t n;
+
+		n = tc_read_line(c[i], got, sizeof(got),
+				 remaining_ms(deadline));
+		at = now_usec() - t0[i];
+		if (n < 0 || strcmp(got, "! no name given within 30 s") != 0) {
+			snprintf(failed + o, sizeof(failed) - o,
+				 "; %s: expected '! no name given within 30 s', got %s after %.1f s",
+				 name_timeout_models[i], describe(n, got), (double)at / USEC_PER_SEC);
+			continue;
+		}
+		if (at + USEC_PER_SEC < NAME_TIMEOUT_MS * USEC_PER_MSEC) {
+			snprintf(failed + o, sizeof(failed) - o,
+				 "; %s: the name timeout came after %.1f s, not 30 s",
+				 name_timeout_models[i], (double)at / USEC_PER_SEC);
+			continue;
+		}
+		n = tc_read_line(c[i], got, sizeof(got),
+				 remaining_ms(deadline));
+		if (n != GOT_EOF)
+			snprintf(failed + o, sizeof(failed) - o,
+				 "; %s: after the notice expected the close, got %s %.1f s after connecting",
+				 name_timeout_models[i], describe(n, got),
+				 (double)(now_usec() - t0[i]) / USEC_PER_SEC);
+	}
+	ck_assert_msg(!failed[0], "[%s] an unnamed client must get the notice and the close "
+		      "30 s after connecting, within %d s%s", cur->tcase,
+		      (NAME_TIMEOUT_MS + NAME_TIMEOUT_SLACK_MS) / 1000, failed);
+	for (size_t i = 0; i < N; i++)
+		c[i] = tc_free(c[i]);
+}
+END_TEST
+
 /* ---- IPv6: HOST is the numeric address ---- */
 
 static const struct combo ipv6_combos[] = {
@@ -2027,6 +2121,14 @@ chat_net_suite(void)
 		}
 		suite_add_tcase(s, tc);
 	}
+
+	/* Its own case, so CK_RUN_CASE can pick it or run the rest without
+	 * its 30 s wait. */
+	tc = tcase_create("name-timeout");
+	tcase_add_checked_fixture(tc, setup_none, teardown);
+	tcase_set_timeout(tc, TCASE_TIMEOUT + NAME_TIMEOUT_MS / 1000);
+	tcase_add_test(tc, chat_tcp_unnamed_client_is_closed_after_30_s_on_every_model);
+	suite_add_tcase(s, tc);
 
 	tc = tcase_create("ipv6");
 	tcase_add_checked_fixture(tc, setup_none, teardown);
