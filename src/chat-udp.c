@@ -715,36 +715,59 @@ pending_join(struct udp_call *call, uint32_t pi, const struct chat_cmd_args *a,
 }
 
 static void
+send_instruction(const struct chat_ctx *c, struct udp_call *call, struct udp_pending *p)
+{
+	char hex[2 * TOKEN_BYTES + 1];
+
+	for (size_t i = 0; i < TOKEN_BYTES; i++)
+		snprintf(hex + 2 * i, 3, "%02x", p->token[i]);
+	c->ops->send(call, p, c->out,
+		     (size_t)snprintf(c->out, c->out_size, "* to join as %s, send: /join %s\r\n",
+				      p->nick, hex));
+}
+
+static void
 pending_name(struct udp_call *call, uint32_t pi, const char *line, size_t n, uint64_t now_usec)
 {
 	struct chat_ctx c = udp_ctx(call);
 	struct chat_udp *u = call->u;
 	struct udp_pending *p = &pendings(u)[pi];
-	char name[CHAT_NAME_MAX + 1], hex[2 * TOKEN_BYTES + 1];
+	char name[CHAT_NAME_MAX + 1];
+	const char *cand;
+	size_t cand_len;
 
-	/* A new name attempt voids any token handed out before. */
-	p->has_token = false;
+	chat_name_candidate(line, n, &cand, &cand_len);
+	if (p->has_token && !chat_name_valid(cand, cand_len)) {
+		/* Not a name: a /who, or a line typed before the /join. The
+		 * token stays good; say again how to use it. */
+		send_instruction(&c, call, p);
+		return;
+	}
+	/* A taken name, or a full room, leaves the pending name and its
+	 * token as they were. */
 	if (!chat_name_attempt(&c, p, line, n, name))
 		return;
 	if (u->joined.n >= u->peer_cap) {
 		chat_send_line(&c, p, "! server full");
 		return;
 	}
-	if (getrandom(p->token, sizeof(p->token), GRND_NONBLOCK) != sizeof(p->token)) {
-		chat_send_line(&c, p, "! server busy; try again later");
-		return;
+	/* The token proves the address, not the name: a new name replaces
+	 * the pending one and keeps it, so a reply lost, a greeting that
+	 * looks like a name or a change of mind never spoils a token the
+	 * user already has. */
+	if (!p->has_token) {
+		if (getrandom(p->token, sizeof(p->token), GRND_NONBLOCK) != sizeof(p->token)) {
+			chat_send_line(&c, p, "! server busy; try again later");
+			return;
+		}
+		p->has_token = true;
 	}
-	for (size_t i = 0; i < TOKEN_BYTES; i++)
-		snprintf(hex + 2 * i, 3, "%02x", p->token[i]);
-	p->has_token = true;
 	memcpy(p->nick, name, sizeof(p->nick));
 	/* Restart the 60 s the entry lives. */
 	p->since_usec = now_usec;
 	list_unlink(u, &u->pending, age_link, pi);
 	list_append(u, &u->pending, age_link, pi);
-	c.ops->send(call, p, c.out,
-		    (size_t)snprintf(c.out, c.out_size, "* to join as %s, send: /join %s\r\n",
-				     name, hex));
+	send_instruction(&c, call, p);
 }
 
 /* Exactly one reply to every datagram of a stranger. */

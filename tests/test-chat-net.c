@@ -1688,7 +1688,7 @@ START_TEST(chat_udp_stranger_gets_one_reply_per_datagram)
 	struct uclient *room[1];
 	static const char *const c[] = { "carol" };
 	static const char *const cd[] = { "carol", "dave" };
-	char token[512], got[LINE_MAX_BYTES];
+	char token[512], want[600], got[LINE_MAX_BYTES];
 	ssize_t r;
 
 	start_chat(NULL, NULL);
@@ -1704,20 +1704,61 @@ START_TEST(chat_udp_stranger_gets_one_reply_per_datagram)
 	uc_send(&carol, "second");
 	uc_expect(&dave, "<carol> second");
 
-	/* Each of pat's datagrams gets exactly its own answer. */
+	/* Each of pat's datagrams gets exactly its own answer: with a token
+	 * given, the join instruction again. */
+	snprintf(want, sizeof(want), "* to join as pat, send: /join %s", token);
 	uc_send(&pat, "x y");
-	uc_expect_prefix(&pat, "! invalid name", NULL, 0);
+	uc_expect(&pat, want);
 	uc_send(&pat, "/who");
 	r = uc_recv(&pat, got, sizeof(got), IO_MS);
-	ck_assert_msg(r >= 0 && got[0] != '<' && !strstr(got, "carol"),
-		      "[%s] a stranger's /who: expected one reply revealing nothing, got %s",
-		      cur->tcase, describe(r, got));
+	ck_assert_msg(r >= 0 && got[0] != '<' && !strstr(got, "carol") && strcmp(got, want) == 0,
+		      "[%s] a stranger's /who: expected one reply revealing nothing, '%s', got %s",
+		      cur->tcase, escs(want), describe(r, got));
 	uc_ask_token(&pat, "pat", "pat", token, sizeof(token));
 	uc_send(&dave, "third");
 	uc_expect(&carol, "<dave> third");
 	uc_ask_token(&pat, "pat", "pat", token, sizeof(token));
 	uc_who(&carol, cd, 2);
 	uc_who(&dave, cd, 2);
+}
+END_TEST
+
+/* A pending peer that sends other datagrams before its /join keeps its
+ * token: each datagram gets exactly one reply (the instruction again), a
+ * name-like one replaces the pending name, and nothing is relayed to or
+ * about it meanwhile. */
+START_TEST(chat_udp_lines_before_join_keep_the_token)
+{
+	_cleanup_(uc_closep) struct uclient alice = { .fd = -1 }, carol = { .fd = -1 };
+	static const char *const a[] = { "alice" };
+	static const char *const ac[] = { "alice", "carol" };
+	char token[512], want[600];
+
+	start_chat(NULL, NULL);
+	alice = uc_join("alice", NULL, 0);
+	carol = uc_open("carol (pending)");
+	uc_ask_token(&carol, "carol", "carol", token, sizeof(token));
+	snprintf(want, sizeof(want), "* to join as carol, send: /join %s", token);
+
+	uc_send(&alice, "anyone there?");
+	uc_send(&carol, "/who");
+	uc_expect(&carol, want);
+	uc_send(&carol, "hi there");
+	uc_expect(&carol, want);
+	/* A greeting that is a valid name: now the pending name, same token. */
+	uc_send(&carol, "hello");
+	uc_expectf(&carol, "* to join as hello, send: /join %s", token);
+	uc_send(&carol, "carol");
+	uc_expect(&carol, want);
+	/* alice heard nothing about carol: her /who answer is next. */
+	uc_who(&alice, a, 1);
+
+	/* The very next datagram for carol is the answer to her /join. */
+	uc_sendf(&carol, "/join %s", token);
+	uc_expectf(&carol, "* you are carol@%s; 2 online", HOST);
+	uc_expectf(&alice, "* carol@%s joined; 2 online", HOST);
+	uc_who(&carol, ac, 2);
+	uc_who(&alice, ac, 2);
 }
 END_TEST
 
@@ -2114,6 +2155,7 @@ chat_net_suite(void)
 			tcase_add_test(tc, chat_udp_join_handshake);
 			tcase_add_test(tc, chat_udp_token_is_bound_to_the_address);
 			tcase_add_test(tc, chat_udp_stranger_gets_one_reply_per_datagram);
+			tcase_add_test(tc, chat_udp_lines_before_join_keep_the_token);
 			tcase_add_test(tc, chat_udp_relay_and_commands);
 			tcase_add_test(tc, chat_udp_sanitizes_relayed_text);
 			tcase_add_test(tc, chat_udp_idle_peer_is_forgotten);

@@ -287,17 +287,114 @@ START_TEST(chat_udp_tokens_are_fresh)
 	char t1[17], t2[17], t3[17];
 
 	ask_token(a, "alice", t1);
-	ask_token(a, "alice", t2);
-	ask_token(b, "alice", t3);
+	ask_token(b, "alice", t2);
 	ck_assert_str_ne(t1, t2);
+	/* A wrong token voids the address's token; the next name gets a
+	 * new one, and only that one counts. */
+	send_join(a, T0, t2);
+	expect_line(a, "! wrong token; send your name again");
+	ask_token(a, "alice", t3);
 	ck_assert_str_ne(t1, t3);
 	ck_assert_str_ne(t2, t3);
-	/* Only the latest token of an address counts. */
 	send_join(a, T0, t1);
 	expect_line(a, "! wrong token; send your name again");
 	ask_token(a, "alice", t1);
 	send_join(a, T0, t1);
 	expect_line(a, "* you are alice@127.0.0.1; 1 online");
+}
+END_TEST
+
+START_TEST(chat_udp_new_name_replaces_the_pending_one)
+{
+	struct peer *a = peer_at(0, "127.0.0.1", 40001), *b = joined(1, "bob", "127.0.0.2", 40002);
+	char t1[17], t2[17], t3[17];
+
+	/* The same name again (its reply lost, or the user repeating it):
+	 * the same token, and the 60 s start over. */
+	ask_token_at(a, T0, "carol", "carol", t1);
+	ask_token_at(a, T0 + 50 * SEC, "NAME: carol", "carol", t2);
+	ck_assert_str_eq(t1, t2);
+	/* Another name replaces carol and keeps the token. */
+	ask_token_at(a, T0 + 50 * SEC, "Caroline", "Caroline", t3);
+	ck_assert_str_eq(t1, t3);
+	expect_nothing(b);
+	send_join(a, T0 + 100 * SEC, t1);
+	expect_line(a, "* you are Caroline@127.0.0.1; 2 online");
+	expect_line(b, "* Caroline@127.0.0.1 joined; 2 online");
+	expect_nothing(a);
+	expect_nothing(b);
+}
+END_TEST
+
+/* What a pending peer that holds a token may send before its /join:
+ * exactly one reply each (NULL: the join instruction again, same token),
+ * nothing to anybody else, and the token still works afterwards. */
+static const struct {
+	const char *dgram;
+	const char *reply;
+} pending_cases[] = {
+	{ "/who", NULL },
+	{ "hi there", NULL },
+	{ "/quit", NULL },
+	{ "/help", NULL },
+	{ "/msg alice hi", NULL },
+	{ "/nick dave", NULL },
+	{ "/me waves", NULL },
+	{ "//join", NULL },
+	{ "NAME:", NULL },
+	{ "", NULL },
+	{ "  ", NULL },
+	{ "evil\x1b[2J", NULL },
+	{ "abcdefghijklmnopqrstuvwxyz0123456", NULL }, /* 33 characters */
+	{ "carol", NULL },
+	{ "NAME: carol", NULL },
+	{ " carol\r\n", NULL },
+	/* A taken name leaves carol pending, with the same token. */
+	{ "ALICE", "! name \"ALICE\" is taken" },
+	{ "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+	  "! line too long (max 64 bytes)" },
+};
+
+START_TEST(chat_udp_pending_peer_keeps_its_token)
+{
+	struct peer *a = joined(0, "alice", "127.0.0.1", 40001);
+	struct peer *c = peer_at(1, "127.0.0.9", 40009);
+	char token[17], want[128];
+
+	ask_token(c, "carol", token);
+	snprintf(want, sizeof(want), "* to join as carol, send: /join %s", token);
+	dgram(c, pending_cases[_i].dgram);
+	expect_line(c, pending_cases[_i].reply ? pending_cases[_i].reply : want);
+	expect_nothing(c);
+	expect_nothing(a);
+	ck_assert_uint_eq(chat_udp_online(room), 1);
+	/* Nothing about carol for alice until the join: alice's /who is
+	 * the next and only line she gets. */
+	dgram(a, "/who");
+	expect_line(a, "* 1 online: alice@127.0.0.1");
+	expect_nothing(a);
+
+	send_join(c, T0, token);
+	expect_line(c, "* you are carol@127.0.0.9; 2 online");
+	expect_line(a, "* carol@127.0.0.9 joined; 2 online");
+	expect_nothing(c);
+	expect_nothing(a);
+}
+END_TEST
+
+START_TEST(chat_udp_pending_token_lives_60_s_from_the_name)
+{
+	struct peer *a = peer_at(0, "127.0.0.1", 40001);
+	char token[17], want[128];
+
+	ask_token(a, "carol", token);
+	snprintf(want, sizeof(want), "* to join as carol, send: /join %s", token);
+	/* Other datagrams do not keep the entry alive. */
+	dgram_at(a, T0 + 50 * SEC, "/who");
+	expect_line(a, want);
+	send_join(a, T0 + 60 * SEC, token);
+	expect_line(a, "! wrong token; send your name again");
+	expect_nothing(a);
 }
 END_TEST
 
@@ -870,6 +967,10 @@ chat_udp_suite(void)
 	tcase_add_test(tc, chat_udp_join_handshake);
 	tcase_add_test(tc, chat_udp_accepts_classic_name_and_uppercase_token);
 	tcase_add_test(tc, chat_udp_tokens_are_fresh);
+	tcase_add_test(tc, chat_udp_new_name_replaces_the_pending_one);
+	tcase_add_loop_test(tc, chat_udp_pending_peer_keeps_its_token, 0,
+			    (int)ELEMENTSOF(pending_cases));
+	tcase_add_test(tc, chat_udp_pending_token_lives_60_s_from_the_name);
 	tcase_add_loop_test(tc, chat_udp_stranger_errors, 0, (int)ELEMENTSOF(stranger_cases));
 	tcase_add_test(tc, chat_udp_wrong_token_voids_the_right_one);
 	tcase_add_test(tc, chat_udp_token_is_bound_to_address_and_port);
