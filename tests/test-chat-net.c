@@ -1962,8 +1962,19 @@ END_TEST
 /* How late after connecting the notice and the close may come: the
  * handlers look at the deadline at least once a second. */
 #define NAME_TIMEOUT_SLACK_MS 5000
+#define NAME_DEADLINE_USEC ((NAME_TIMEOUT_MS + NAME_TIMEOUT_SLACK_MS) * USEC_PER_MSEC)
 
-static const char *const name_timeout_models[] = { "fork", "thread", "select", "poll", "epoll" };
+static const struct {
+	const char *label;
+	const char *model;
+	const char *extra;
+} name_timeout_rooms[] = {
+	{ "fork", "fork", NULL },     { "thread", "thread", NULL }, { "select", "select", NULL },
+	{ "poll", "poll", NULL },     { "epoll", "epoll", NULL },
+	{ "epoll-w2", "epoll", "workers = 2;" },
+};
+
+static const struct combo name_timeout_combo = { "name-timeout", "tcp", "all", 0 };
 
 /* Until deadline, but at least a moment: what came meanwhile, while
  * another client was waited for, is in the socket and counts. */
@@ -1975,22 +1986,50 @@ remaining_ms(uint64_t deadline)
 	return now + 200 * USEC_PER_MSEC < deadline ? (int)((deadline - now) / USEC_PER_MSEC) : 200;
 }
 
-static const struct combo name_timeout_combo = { "name-timeout", "tcp", "all", 0 };
+/* "" when client c, connected at t0, got the notice then EOF in time;
+ * else what it got, into why. */
+static void
+check_name_timeout(struct tclient *c, uint64_t t0, char *why, size_t size)
+{
+	char got[LINE_MAX_BYTES];
+	uint64_t at;
+	ssize_t n;
+
+	n = tc_read_line(c, got, sizeof(got), remaining_ms(t0 + NAME_DEADLINE_USEC));
+	at = now_usec() - t0;
+	if (n < 0 || strcmp(got, "! no name given within 30 s") != 0) {
+		snprintf(why, size,
+			 "; %s: expected '! no name given within 30 s', got %s after %.1f s",
+			 c->label, describe(n, got), (double)at / USEC_PER_SEC);
+		return;
+	}
+	if (at + USEC_PER_SEC < NAME_TIMEOUT_MS * USEC_PER_MSEC) {
+		snprintf(why, size, "; %s: the name timeout came after %.1f s, not 30 s", c->label,
+			 (double)at / USEC_PER_SEC);
+		return;
+	}
+	n = tc_read_line(c, got, sizeof(got), remaining_ms(t0 + NAME_DEADLINE_USEC));
+	if (n != GOT_EOF)
+		snprintf(why, size, "; %s: after the notice expected the close, got %s at %.1f s",
+			 c->label, describe(n, got), (double)(now_usec() - t0) / USEC_PER_SEC);
+}
 
 START_TEST(chat_tcp_unnamed_client_is_closed_after_30_s_on_every_model)
 {
-	enum { N = ELEMENTSOF(name_timeout_models) };
+	enum { N = ELEMENTSOF(name_timeout_rooms) };
 	struct hl_listener ls[N];
 	struct tclient *c[N] = { NULL };
-	char names[N][32], got[LINE_MAX_BYTES], failed[4096] = "";
+	char names[N][32], failed[4096] = "";
 	uint64_t t0[N];
 	int r;
 
 	cur = &name_timeout_combo;
 	for (size_t i = 0; i < N; i++) {
-		snprintf(names[i], sizeof(names[i]), "room-%s", name_timeout_models[i]);
+		snprintf(names[i], sizeof(names[i]), "room-%s", name_timeout_rooms[i].label);
 		ls[i] = (struct hl_listener){ .name = names[i], .protocol = "tcp",
-					      .model = name_timeout_models[i], .service = "chat" };
+					      .model = name_timeout_rooms[i].model,
+					      .service = "chat",
+					      .extra = name_timeout_rooms[i].extra };
 	}
 	srv = (struct hdaemon){ 0 };
 	r = harness_start(&srv, ls, N, NULL);
@@ -2004,46 +2043,23 @@ START_TEST(chat_tcp_unnamed_client_is_closed_after_30_s_on_every_model)
 		ck_assert_msg(fd >= 0, "[%s] connect to %s: %s", cur->tcase, names[i],
 			      strerror(-fd));
 		t0[i] = now_usec();
-		c[i] = tc_wrap(fd, name_timeout_models[i]);
+		c[i] = tc_wrap(fd, name_timeout_rooms[i].label);
 		tc_expectf(c[i], "* welcome to %s (0 online); send your name", names[i]);
 	}
-	/* Each client, in turn, against its own deadline: the others' lines
+	/* Each client in turn, against its own deadline: the others' lines
 	 * wait in their sockets meanwhile. Every model is looked at before
 	 * failing, so the message names all that are wrong. */
 	for (size_t i = 0; i < N; i++) {
-		uint64_t deadline = t0[i] + (NAME_TIMEOUT_MS + NAME_TIMEOUT_SLACK_MS) * USEC_PER_MSEC;
 		size_t o = strlen(failed);
-		uint64_t at;
-		ssize_t n;
 
-		n = tc_read_line(c[i], got, sizeof(got),
-				 remaining_ms(deadline));
-		at = now_usec() - t0[i];
-		if (n < 0 || strcmp(got, "! no name given within 30 s") != 0) {
-			snprintf(failed + o, sizeof(failed) - o,
-				 "; %s: expected '! no name given within 30 s', got %s after %.1f s",
-				 name_timeout_models[i], describe(n, got), (double)at / USEC_PER_SEC);
-			continue;
-		}
-		if (at + USEC_PER_SEC < NAME_TIMEOUT_MS * USEC_PER_MSEC) {
-			snprintf(failed + o, sizeof(failed) - o,
-				 "; %s: the name timeout came after %.1f s, not 30 s",
-				 name_timeout_models[i], (double)at / USEC_PER_SEC);
-			continue;
-		}
-		n = tc_read_line(c[i], got, sizeof(got),
-				 remaining_ms(deadline));
-		if (n != GOT_EOF)
-			snprintf(failed + o, sizeof(failed) - o,
-				 "; %s: after the notice expected the close, got %s %.1f s after connecting",
-				 name_timeout_models[i], describe(n, got),
-				 (double)(now_usec() - t0[i]) / USEC_PER_SEC);
+		check_name_timeout(c[i], t0[i], failed + o, sizeof(failed) - o);
 	}
-	ck_assert_msg(!failed[0], "[%s] an unnamed client must get the notice and the close "
-		      "30 s after connecting, within %d s%s", cur->tcase,
-		      (NAME_TIMEOUT_MS + NAME_TIMEOUT_SLACK_MS) / 1000, failed);
 	for (size_t i = 0; i < N; i++)
 		c[i] = tc_free(c[i]);
+	ck_assert_msg(!failed[0],
+		      "[%s] an unnamed client must get the notice and the close 30 s after "
+		      "connecting, within %d s%s",
+		      cur->tcase, (NAME_TIMEOUT_MS + NAME_TIMEOUT_SLACK_MS) / 1000, failed);
 }
 END_TEST
 
