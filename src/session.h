@@ -23,9 +23,10 @@ struct session;
 
 /* What the handler (driver) does for a session. */
 struct session_driver {
-	/* Output is pending that could not be written through: start
-	 * watching for writability. May be called from another thread when
-	 * the session is shared (chat relays); then it must be thread-safe. */
+	/* Output is pending that could not be written through, or the
+	 * session was closed, outside the driver's own callback for it: look
+	 * at it soon. May be called from another thread when the session is
+	 * shared (chat relays); then it must be thread-safe. */
 	void (*want_write)(struct session *s);
 };
 
