@@ -2,8 +2,8 @@
  *
  * Modes: ping-pong (each connection sends a message, waits for the whole
  * echo, repeats), pipelined (-P: up to N messages in flight per
- * connection), connect-rate (--connect: open, one message, close, repeat)
- * and UDP (-u: one datagram per message, unanswered ones counted as lost
+ * connection), connect-rate (--connect: open, send -P messages at once,
+ * read all their echoes, close, repeat) and UDP (-u: one datagram per message, unanswered ones counted as lost
  * after -t seconds).
  *
  * Every echoed byte is verified. Each connection's byte stream is a slice
@@ -127,7 +127,7 @@ struct conn {
 	 * back and verified; messages are size bytes each. */
 	uint64_t sent;
 	uint64_t recvd;
-	uint64_t cycle; /* connect mode: stream offset of this connection's message */
+	uint64_t cycle; /* connect mode: stream offset of this connection's first message */
 	uint64_t t0;    /* start of the connect; in BACKOFF the time to retry */
 	/* [pipeline] send time of message m in stamp[m % pipeline]; for UDP
 	 * the sequence number in flight in the same slot, or SEQ_FREE. */
@@ -153,6 +153,7 @@ struct worker {
 	struct hist hist;
 	/* STAT_* counters */
 	uint64_t msgs;
+	uint64_t connects; /* TCP handshakes completed */
 	uint64_t errors;
 	uint64_t lost;
 	uint64_t late;
@@ -203,7 +204,8 @@ usage(FILE *f)
 	      "  -t, --timeout S     an echo later than this is an error (TCP, default 5)\n"
 	      "                      or a lost datagram (UDP, default 1)\n"
 	      "  -u, --udp           UDP: one datagram per message\n"
-	      "      --connect       connect rate: connect, one message, close, repeat\n"
+	      "      --connect       connect rate: connect, send PIPELINE messages, read\n"
+	      "                      their echoes, close, repeat\n"
 	      "  -h, --help          show this help\n"
 	      "\n"
 	      "The last line on stdout is a key=value summary. Exit status: 0 no errors,\n"
@@ -387,8 +389,9 @@ tcp_fill(struct conn *c, uint64_t now)
 	const struct bench *b = c->w->b;
 	uint64_t size = b->size, target;
 
+	/* Connect mode: the connection's pipeline messages, all at once. */
 	if (b->mode == MODE_CONNECT)
-		target = c->cycle + size;
+		target = c->cycle + b->pipeline * size;
 	else
 		target = (c->recvd / size + b->pipeline) * size;
 	/* After the end only messages already begun are completed. */
@@ -464,6 +467,7 @@ tcp_connected(struct conn *c, uint64_t now)
 		conn_error(c, now, "connect: %s", strerror(err));
 		return;
 	}
+	STAT_ADD(c->w->connects, 1);
 	c->state = CONN_RUNNING;
 	tcp_fill(c, now);
 }
@@ -533,7 +537,7 @@ tcp_readable(struct conn *c, uint64_t now)
 	}
 
 	if (b->mode == MODE_CONNECT) {
-		if (c->recvd < c->cycle + size)
+		if (c->recvd < c->cycle + b->pipeline * size)
 			return;
 		conn_close(c);
 		if (now < w->end)
@@ -971,6 +975,7 @@ bench_free(struct bench *b)
 
 struct totals {
 	uint64_t msgs;
+	uint64_t connects;
 	uint64_t errors;
 	uint64_t lost;
 	uint64_t late;
@@ -985,6 +990,7 @@ sum_counters(const struct bench *b)
 		struct worker *w = &b->workers[i];
 
 		t.msgs += STAT_GET(w->msgs);
+		t.connects += STAT_GET(w->connects);
 		t.errors += STAT_GET(w->errors);
 		t.lost += STAT_GET(w->lost);
 		t.late += STAT_GET(w->late);
@@ -1078,7 +1084,7 @@ report(const struct bench *b, bool ran)
 {
 	struct hist *h = NULL;
 	struct totals t = sum_counters(b);
-	double dur = 0, rate = 0, mbs = 0;
+	double dur = 0, rate = 0, mbs = 0, conn_rate = 0;
 	uint64_t p50 = 0, p99 = 0, p999 = 0, max = 0;
 
 	if (ran) {
@@ -1095,6 +1101,7 @@ report(const struct bench *b, bool ran)
 		dur = (double)(b->end - b->start) / 1e9;
 		if (dur > 0) {
 			rate = (double)t.msgs / dur;
+			conn_rate = (double)t.connects / dur;
 			mbs = rate * (double)b->size / 1e6;
 		}
 		if (t.msgs == 0 && t.errors == 0)
@@ -1115,6 +1122,9 @@ report(const struct bench *b, bool ran)
 		       (unsigned long long)t.msgs, rate, mbs);
 		printf("  latency   p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms\n",
 		       (double)p50 / 1e6, (double)p99 / 1e6, (double)p999 / 1e6, (double)max / 1e6);
+		if (!b->udp)
+			printf("  connects  %llu (%.0f connects/s)\n",
+			       (unsigned long long)t.connects, conn_rate);
 		printf("  errors    %llu\n", (unsigned long long)t.errors);
 		if (b->udp)
 			printf("  lost      %llu (%llu answered late)\n",
@@ -1123,10 +1133,11 @@ report(const struct bench *b, bool ran)
 		t.errors = MAX(t.errors, UINT64_C(1));
 
 	printf("bench mode=%s proto=%s conns=%lu size=%lu pipeline=%lu threads=%lu duration=%.2f "
-	       "msgs=%llu msgs_per_s=%.0f mb_per_s=%.2f p50_us=%.0f p99_us=%.0f p999_us=%.0f "
-	       "max_us=%.0f errors=%llu lost=%llu late=%llu\n",
+	       "msgs=%llu msgs_per_s=%.0f mb_per_s=%.2f connects=%llu connects_per_s=%.0f "
+	       "p50_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f errors=%llu lost=%llu late=%llu\n",
 	       mode_names[b->mode], b->udp ? "udp" : "tcp", b->conns, b->size, b->pipeline,
-	       b->threads, dur, (unsigned long long)t.msgs, rate, mbs, (double)p50 / 1e3,
+	       b->threads, dur, (unsigned long long)t.msgs, rate, mbs,
+	       (unsigned long long)t.connects, conn_rate, (double)p50 / 1e3,
 	       (double)p99 / 1e3, (double)p999 / 1e3, (double)max / 1e3,
 	       (unsigned long long)t.errors, (unsigned long long)t.lost,
 	       (unsigned long long)t.late);
@@ -1223,8 +1234,6 @@ netecho_bench_main(int argc, char **argv)
 		return usage_error("HOST and PORT must not be empty");
 	if (connect_mode && b.udp)
 		return usage_error("--connect measures TCP connections; it does not go with -u");
-	if (connect_mode && b.pipeline > 1)
-		return usage_error("--connect sends one message per connection; -P does not apply");
 	if (b.udp && size_set && b.size > UDP6_MAX_PAYLOAD)
 		return usage_error("-s %lu does not fit in a UDP datagram (at most %lu bytes)",
 				   b.size, UDP6_MAX_PAYLOAD);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -41,8 +42,15 @@ enum server_kind {
 	_SERVER_KIND_MAX,
 };
 
+/* What a forked server has done, in memory it shares with the test. */
+struct server_counts {
+	uint64_t accepted; /* TCP connections */
+	uint64_t tcp_bytes; /* TCP bytes read (and echoed) */
+};
+
 struct server {
 	pid_t pid;
+	struct server_counts *counts;
 	uint16_t tcp_port;
 	uint16_t udp_port;
 	uint16_t tcp6_port; /* 0: no IPv6 */
@@ -93,7 +101,8 @@ bound_socket(int type, const char *address, uint16_t *ret_port)
  * and the clients. Clients are blocking with a send timeout; netecho
  * always reads, so a write never waits long. */
 static _Noreturn void
-server_main(enum server_kind kind, const int *tcp, const int *udp, size_t n)
+server_main(enum server_kind kind, const int *tcp, const int *udp, size_t n,
+	    struct server_counts *counts)
 {
 	struct pollfd pfd[MAX_SERVER_FDS];
 	static uint8_t buf[65536];
@@ -124,6 +133,7 @@ server_main(enum server_kind kind, const int *tcp, const int *udp, size_t n)
 
 				if (fd < 0)
 					continue;
+				__atomic_add_fetch(&counts->accepted, 1, __ATOMIC_RELAXED);
 				if (n_pfd == MAX_SERVER_FDS) {
 					close(fd);
 					continue;
@@ -146,6 +156,8 @@ server_main(enum server_kind kind, const int *tcp, const int *udp, size_t n)
 			if (got < 0 && (errno == EAGAIN || errno == EINTR))
 				continue;
 			if (got > 0) {
+				__atomic_add_fetch(&counts->tcp_bytes, (uint64_t)got,
+						   __ATOMIC_RELAXED);
 				if (kind == SERVER_ALTER)
 					buf[0] ^= 1;
 				if (write_all(pfd[i].fd, buf, (size_t)got) == 0)
@@ -164,6 +176,9 @@ server_start(struct server *s, enum server_kind kind)
 	size_t n = 1;
 
 	*s = (struct server){ 0 };
+	s->counts = mmap(NULL, sizeof(*s->counts), PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert_msg(s->counts != MAP_FAILED, "mmap: %s", strerror(errno));
 	tcp[0] = bound_socket(SOCK_STREAM, "127.0.0.1", &s->tcp_port);
 	udp[0] = bound_socket(SOCK_DGRAM, "127.0.0.1", &s->udp_port);
 	ck_assert_msg(tcp[0] >= 0 && udp[0] >= 0, "cannot bind test servers on 127.0.0.1");
@@ -179,7 +194,7 @@ server_start(struct server *s, enum server_kind kind)
 		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 		/* A server that outlives its test by accident still ends. */
 		alarm(2 * TCASE_TIMEOUT);
-		server_main(kind, tcp, udp, n);
+		server_main(kind, tcp, udp, n, s->counts);
 	}
 	for (size_t i = 0; i < 2; i++) {
 		safe_close(tcp[i]);
@@ -195,6 +210,9 @@ server_stop(struct server *s)
 		(void)waitpid(s->pid, NULL, 0);
 	}
 	s->pid = 0;
+	if (s->counts && s->counts != MAP_FAILED)
+		(void)munmap(s->counts, sizeof(*s->counts));
+	s->counts = NULL;
 }
 
 static void
@@ -356,7 +374,6 @@ static const struct {
 	{ { "bench", "127.0.0.1", "7", "-d", "0", NULL }, 3, NULL },
 	{ { "bench", "127.0.0.1", "7", "-P", "0", NULL }, 3, NULL },
 	{ { "bench", "-u", "--connect", "127.0.0.1", "7", NULL }, 3, NULL },
-	{ { "bench", "--connect", "-P", "2", "127.0.0.1", "7", NULL }, 3, NULL },
 	{ { "bench", "-u", "-s", "70000", "127.0.0.1", "7", NULL }, 3, NULL },
 	{ { "bench", "-h", NULL }, 0, "Usage: netecho bench" },
 };
@@ -964,6 +981,106 @@ START_TEST(bench_tcp_connect_ok)
 }
 END_TEST
 
+/* The server has accepted at least want connections, within IO_MS; the
+ * count it ends with. */
+static uint64_t
+server_wait_accepted(const struct server *s, uint64_t want)
+{
+	uint64_t deadline = now_usec() + (uint64_t)IO_MS * 1000;
+	uint64_t got;
+
+	while ((got = __atomic_load_n(&s->counts->accepted, __ATOMIC_RELAXED)) < want &&
+	       now_usec() < deadline)
+		(void)poll(NULL, 0, 10);
+	return got;
+}
+
+/* --connect -P 4: every connection carries four messages, and netecho's
+ * connects are the connections the server accepted. */
+START_TEST(bench_tcp_connect_pipeline_ok)
+{
+	struct run r = run_netecho("bench", "--connect", "-P", "4", "127.0.0.1",
+				   port_str(echo_srv.tcp_port), "-c", "2", "-d", "1", NULL);
+	unsigned long long msgs, connects, bytes, accepted;
+
+	expect_bench_ok(&r, "bench --connect -P 4");
+	ck_assert_msg(strstr(r.out, "bench mode=connect proto=tcp conns=2 size=64 pipeline=4 "),
+		      "summary: %s", r.out);
+	msgs = summary_get(r.out, "msgs");
+	connects = summary_get(r.out, "connects");
+	ck_assert_msg(connects >= 2, "connects: %s", r.out);
+	/* Each of the 2 slots has at most one cycle unfinished at the end. */
+	ck_assert_msg(msgs <= 4 * connects && msgs >= 4 * (connects - 2),
+		      "%llu messages on %llu connections: %s", msgs, connects, r.out);
+	/* Plus the one netecho opens first to pick an address that answers. */
+	accepted = server_wait_accepted(&echo_srv, connects + 1);
+	ck_assert_msg(accepted == connects + 1,
+		      "server accepted %llu connections, netecho says %llu and a probe", accepted,
+		      connects);
+	/* All echoes were read back, so the server has read every byte: four
+	 * whole messages per connection, or none (opened just at the end). */
+	bytes = __atomic_load_n(&echo_srv.counts->tcp_bytes, __ATOMIC_RELAXED);
+	ck_assert_msg(bytes % (4 * 64) == 0 && bytes >= msgs * 64 && bytes <= connects * 4 * 64,
+		      "server read %llu bytes for %llu messages on %llu connections", bytes, msgs,
+		      connects);
+	run_free(&r);
+}
+END_TEST
+
+/* connects= and connects_per_s= are in every summary, and count the
+ * connections the server accepted. */
+START_TEST(bench_summary_counts_connects)
+{
+	struct run r = run_netecho("bench", "127.0.0.1", port_str(echo_srv.tcp_port), "-c", "3",
+				   "-d", "0.5", NULL);
+	unsigned long long per_s;
+
+	expect_bench_ok(&r, "bench tcp");
+	/* No errors: the 3 connections stayed up for the whole run. */
+	ck_assert_msg(summary_get(r.out, "connects") == 3, "summary: %s", r.out);
+	per_s = summary_get(r.out, "connects_per_s");
+	ck_assert_msg(per_s >= 3 && per_s <= 7, "3 connects in 0.5 s at %llu/s: %s", per_s, r.out);
+	ck_assert_msg(strstr(r.out, "\n  connects  3 ("), "report: %s", r.out);
+	/* And the probe that picked the address. */
+	ck_assert_uint_eq(server_wait_accepted(&echo_srv, 4), 4);
+	run_free(&r);
+
+	r = run_netecho("bench", "-u", "127.0.0.1", port_str(echo_srv.udp_port), "-c", "2", "-d",
+			"0.5", NULL);
+	expect_bench_ok(&r, "bench udp");
+	ck_assert_msg(summary_get(r.out, "connects") == 0 &&
+			      summary_get(r.out, "connects_per_s") == 0,
+		      "UDP has no connects: %s", r.out);
+	run_free(&r);
+}
+END_TEST
+
+/* --connect -P: a bad echo or a silent server is an error, and the slot
+ * connects again. */
+START_TEST(bench_tcp_connect_pipeline_errors_counted)
+{
+	struct run r = run_netecho("bench", "--connect", "-P", "3", "127.0.0.1",
+				   port_str(alter_srv.tcp_port), "-c", "2", "-d", "1", NULL);
+	unsigned long long errors;
+
+	expect_status(&r, 1, "bench --connect -P 3 altered");
+	errors = summary_get(r.out, "errors");
+	ck_assert_msg(errors > 0, "no errors: %s", r.out);
+	ck_assert_msg(strstr(r.err, "differs"), "first error not shown: '%s'", r.err);
+	/* Every error closes the connection; the slot connects again. */
+	ck_assert_msg(summary_get(r.out, "connects") > 2, "no reconnects: %s", r.out);
+	run_free(&r);
+
+	r = run_netecho("bench", "--connect", "-P", "3", "127.0.0.1", port_str(silent_tcp_port),
+			"-c", "2", "-d", "0.5", "-t", "0.3", NULL);
+	expect_status(&r, 1, "bench --connect -P 3 silent");
+	ck_assert_msg(summary_get(r.out, "errors") > 0, "no errors: %s", r.out);
+	ck_assert_msg(summary_get(r.out, "msgs") == 0, "messages from nowhere: %s", r.out);
+	ck_assert_msg(strstr(r.err, "no echo"), "first error not shown: '%s'", r.err);
+	run_free(&r);
+}
+END_TEST
+
 START_TEST(bench_udp_ok)
 {
 	struct run r = run_netecho("bench", "-u", "127.0.0.1", port_str(echo_srv.udp_port), "-c",
@@ -1077,6 +1194,9 @@ netecho_suite(void)
 	tcase_add_test(tc, bench_tcp_pingpong_ok);
 	tcase_add_test(tc, bench_tcp_pipeline_ok);
 	tcase_add_test(tc, bench_tcp_connect_ok);
+	tcase_add_test(tc, bench_tcp_connect_pipeline_ok);
+	tcase_add_test(tc, bench_summary_counts_connects);
+	tcase_add_test(tc, bench_tcp_connect_pipeline_errors_counted);
 	tcase_add_test(tc, bench_udp_ok);
 	tcase_add_test(tc, bench_tcp_altered_bytes_are_errors);
 	tcase_add_test(tc, bench_udp_altered_bytes_are_errors);
