@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <check.h>
+
 #include "harness.h"
 #include "util.h"
 
@@ -2008,4 +2010,137 @@ out:
 	free(pfd);
 	free(chunk);
 	return r;
+}
+
+/* ---- counters ---- */
+
+static size_t
+count_occurrences(const char *text, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *p = text; p && (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+int
+harness_counters(struct hdaemon *d, const char *listener, struct harness_counters *ret)
+{
+	uint64_t deadline = now_usec() + (uint64_t)HARNESS_IO_TIMEOUT_MS * USEC_PER_MSEC;
+	char needle[96], *text = NULL, *line = NULL, *p;
+	unsigned long long refused, dropped;
+	size_t seen, now = 0;
+	int r;
+
+	snprintf(needle, sizeof(needle), " %s: connections now ", listener);
+	text = harness_log_read(d);
+	seen = count_occurrences(text, needle);
+	r = harness_signal(d, SIGUSR1);
+	if (r < 0)
+		goto out;
+	for (;;) {
+		free(text);
+		text = harness_log_read(d);
+		now = count_occurrences(text, needle);
+		if (now > seen || now_usec() >= deadline)
+			break;
+		(void)poll(NULL, 0, 10);
+	}
+	if (now <= seen) {
+		fprintf(stderr, "harness: no counters for listener %s within %d ms of SIGUSR1\n",
+			listener, HARNESS_IO_TIMEOUT_MS);
+		r = -ETIMEDOUT;
+		goto out;
+	}
+	for (p = text; (p = strstr(p, needle)); p++)
+		line = p;
+	p = strstr(line, "refused ");
+	if (!p || sscanf(p, "refused %llu, dropped %llu", &refused, &dropped) != 2) {
+		fprintf(stderr, "harness: cannot read the counters of %s in '%.200s'\n", listener,
+			line);
+		r = -EBADMSG;
+		goto out;
+	}
+	ret->refused = refused;
+	ret->dropped = dropped;
+	r = 0;
+out:
+	free(text);
+	return r;
+}
+
+int
+harness_wait_discarded(struct hdaemon *d, const char *listener, uint64_t min, int timeout_ms,
+		       struct harness_counters *ret)
+{
+	uint64_t deadline = now_usec() + (uint64_t)timeout_ms * USEC_PER_MSEC;
+	struct harness_counters c = { 0 };
+	int r;
+
+	for (;;) {
+		r = harness_counters(d, listener, &c);
+		if (r < 0)
+			return r;
+		if (c.refused + c.dropped >= min)
+			break;
+		if (now_usec() >= deadline) {
+			fprintf(stderr,
+				"harness: %s discarded %llu datagrams within %d ms, expected %llu\n",
+				listener, (unsigned long long)(c.refused + c.dropped), timeout_ms,
+				(unsigned long long)min);
+			*ret = c;
+			return -ETIMEDOUT;
+		}
+		(void)poll(NULL, 0, 20);
+	}
+	*ret = c;
+	return 0;
+}
+
+/* ---- what a case needs from the host ---- */
+
+int
+harness_main(struct Suite *s, int argc, char **argv)
+{
+	const char *need = argc > 1 ? argv[1] : NULL;
+	const char *include = NULL, *exclude = NULL;
+	SRunner *sr = srunner_create(s);
+	int run, failed;
+
+	if (!need)
+		exclude = HARNESS_TAG_ROOT " " HARNESS_TAG_IPV6;
+	else if (strcmp(need, HARNESS_TAG_ROOT) == 0 && argc == 2) {
+		if (geteuid() != 0) {
+			printf("not root: the cases tagged %s are skipped\n", need);
+			srunner_free(sr);
+			return HARNESS_EXIT_SKIP;
+		}
+		include = need;
+	} else if (strcmp(need, HARNESS_TAG_IPV6) == 0 && argc == 2) {
+		if (!harness_have_ipv6()) {
+			printf("no IPv6 loopback (::1): the cases tagged %s are skipped\n", need);
+			srunner_free(sr);
+			return HARNESS_EXIT_SKIP;
+		}
+		include = need;
+	} else {
+		fprintf(stderr, "usage: %s [%s|%s]\n", argv[0], HARNESS_TAG_ROOT,
+			HARNESS_TAG_IPV6);
+		srunner_free(sr);
+		return EXIT_FAILURE;
+	}
+	srunner_run_tagged(sr, NULL, NULL, include, exclude, CK_ENV);
+	run = srunner_ntests_run(sr);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	if (failed > 0)
+		return EXIT_FAILURE;
+	/* Nothing selected is a mistake in the test, unless CK_RUN_CASE or
+	 * CK_RUN_SUITE narrowed the run. */
+	if (run == 0 && !getenv("CK_RUN_CASE") && !getenv("CK_RUN_SUITE")) {
+		fprintf(stderr, "%s: no case selected for '%s'\n", argv[0], need ? need : "");
+		return EXIT_FAILURE;
+	}
+	return EXIT_SUCCESS;
 }

@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct Suite;
+
 /* Every wait in the harness is bounded by one of these. */
 #define HARNESS_START_TIMEOUT_MS 10000
 #define HARNESS_STOP_TIMEOUT_MS 10000
@@ -173,3 +175,35 @@ int harness_tcp_exchange(const int *fds, size_t n, const void *const *bufs, cons
 
 /* pid is ancestor or one of its descendants (walks /proc). */
 bool harness_pid_in_tree(pid_t pid, pid_t ancestor);
+
+/* ---- counters ---- */
+
+/* A listener's counters, from the line netechod logs on SIGUSR1. */
+struct harness_counters {
+	uint64_t refused;
+	uint64_t dropped;
+};
+
+/* Send SIGUSR1 and read listener's counters from the log line it brings,
+ * within HARNESS_IO_TIMEOUT_MS. 0, -ETIMEDOUT, or -EBADMSG. */
+int harness_counters(struct hdaemon *d, const char *listener, struct harness_counters *ret);
+/* Ask again until refused + dropped of listener reach at least min, for up
+ * to timeout_ms: proof that netechod has read and discarded that many
+ * datagrams. 0 with the last counters in *ret, or -ETIMEDOUT. */
+int harness_wait_discarded(struct hdaemon *d, const char *listener, uint64_t min,
+			   int timeout_ms, struct harness_counters *ret);
+
+/* ---- what a case needs from the host ---- */
+
+/* Check tags (tcase_set_tags()) for cases that can run only on some hosts.
+ * A binary runs as several meson tests: "NAME" runs the untagged cases,
+ * "NAME-root" and "NAME-ipv6" only the cases tagged so, and those exit 77
+ * (meson's skip) where they cannot run, instead of passing untested. */
+#define HARNESS_TAG_ROOT "root"
+#define HARNESS_TAG_IPV6 "ipv6"
+#define HARNESS_EXIT_SKIP 77
+
+/* main() of a test binary that tags cases: argv[1] absent, "root" or
+ * "ipv6". Runs s (CK_ENV output, CK_RUN_CASE honoured), frees it, and
+ * returns the exit status: 0, 1 on a failure, or HARNESS_EXIT_SKIP. */
+int harness_main(struct Suite *s, int argc, char **argv);

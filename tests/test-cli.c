@@ -533,7 +533,8 @@ END_TEST
 
 /* A user or group that does not exist is a configuration error (78, so
  * RestartPreventExitStatus stops the restart loop), found when started as
- * root, after binding and before anything is served. */
+ * root, after binding and before anything is served. Tagged root: the
+ * meson test cli-root runs it, and skips where it is not root. */
 START_TEST(cli_unknown_user_exits_78)
 {
 	static const char *const keys[] = { "user", "group" };
@@ -541,10 +542,7 @@ START_TEST(cli_unknown_user_exits_78)
 	char text[512];
 	struct run r;
 
-	if (geteuid() != 0) {
-		fprintf(stderr, "cli_unknown_user_exits_78: not root, skipped\n");
-		return;
-	}
+	ck_assert_msg(geteuid() == 0, "needs root; run it through harness_main() \"root\"");
 	ck_assert_int_eq(harness_free_port(SOCK_STREAM, "127.0.0.1", &port), 0);
 	snprintf(text, sizeof(text),
 		 "%s = \"netechod-no-such-%s\";\n"
@@ -703,6 +701,12 @@ cli_suite(void)
 			    ELEMENTSOF(bad_cases));
 	tcase_add_test(tc, cli_check_prints_every_error);
 	tcase_add_test(tc, cli_missing_config_exits_78);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("check-root");
+	tcase_set_tags(tc, HARNESS_TAG_ROOT);
+	tcase_add_checked_fixture(tc, tmpdir_setup, tmpdir_teardown);
+	tcase_set_timeout(tc, TCASE_TIMEOUT);
 	tcase_add_loop_test(tc, cli_unknown_user_exits_78, 0, 2);
 	suite_add_tcase(s, tc);
 
@@ -718,13 +722,7 @@ cli_suite(void)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
-	SRunner *sr = srunner_create(cli_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return harness_main(cli_suite(), argc, argv);
 }
