@@ -29,7 +29,10 @@
 
 #define TCASE_TIMEOUT 60
 #define IO_MS HARNESS_IO_TIMEOUT_MS
-/* How long a chat client gets to (wrongly) talk before the welcome line. */
+/* How long a chat client gets to (wrongly) talk before the welcome line.
+ * A fixed window, because no sentinel can prove this silence: netecho
+ * sends nothing we could ask for that must come after its name, and once
+ * the welcome is out, an early name and a correct one look the same. */
 #define QUIET_MS 200
 /* A scripted server gives up on a silent client after this long. */
 #define SCRIPT_MS 8000
