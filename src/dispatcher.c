@@ -1,3 +1,5 @@
+#include <assert.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
@@ -5,11 +7,12 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
-
 
 #include "config.h"
 #include "dispatcher.h"
@@ -17,6 +20,7 @@
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
+#include "reload-plan.h"
 #include "sdproto.h"
 
 /* The dispatcher owns the sockets and supervises one handler process per
@@ -713,113 +717,163 @@ apply_log_level(struct dispatcher *d)
 						     : d->config->log_level);
 }
 
+/* A changed listener restarts: its handler stops, and apply_pending()
+ * starts the new settings once it has exited. */
 static void
-reload(struct dispatcher *d)
+restart_listener(struct dispatcher *d, struct dlistener *dl, const struct listener_config *n)
 {
-	struct config_errors errs = { 0 };
-	struct config *nc = NULL;
-	int r;
+	struct listener_config *p = calloc(1, sizeof(*p));
 
-	(void)sdp_notifyf("RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec());
-	log_notice("reloading %s", d->config->path);
-	r = config_load(d->config->path, &nc, &errs);
-	if (r != 0) {
-		for (size_t i = 0; i < errs.n_errors; i++)
-			log_error("%s:%d: %s", errs.errors[i].file, errs.errors[i].line,
-				  errs.errors[i].message);
-		if (errs.n_errors > 0)
-			snprintf(d->status_error, sizeof(d->status_error),
-				 "reload failed: %s:%d: %s", errs.errors[0].file,
-				 errs.errors[0].line, errs.errors[0].message);
-		else
-			snprintf(d->status_error, sizeof(d->status_error), "reload failed");
-		log_error("reload failed, keeping the running configuration");
-		config_errors_clear(&errs);
-		update_status(d, true);
-		notify("READY=1");
+	if (!p || listener_config_copy(p, n) < 0) {
+		free(p);
+		log_listener(LOG_ERR, dl->cfg.name, NULL, "out of memory, not changed");
 		return;
 	}
-	d->status_error[0] = '\0';
-	d->reloading = true;
-
-	/* Removed (or now disabled) listeners stop. */
-	for (struct dlistener *dl = d->listeners; dl; dl = dl->next) {
-		const struct listener_config *n = config_find_listener(nc, dl->cfg.name);
-
-		if (n && n->enabled)
-			continue;
-		dl->removed = true;
-		loop_timer_set(d->loop, &dl->restart_timer, 0, NULL, NULL);
+	if (dl->pending) {
+		listener_config_done(dl->pending);
+		free(dl->pending);
+	}
+	dl->pending = p;
+	log_listener(LOG_INFO, dl->cfg.name, NULL, "settings changed, restarting");
+	if (dl->pid)
 		dl_terminate(dl);
+	else
+		apply_pending(d, dl);
+}
+
+static void
+start_listener(struct dispatcher *d, const struct listener_config *n)
+{
+	struct dlistener *dl = dl_new(d, n);
+
+	if (!dl) {
+		log_listener(LOG_ERR, n->name, NULL, "out of memory, not started");
+		return;
 	}
-	/* Drop the removed ones that have no process. */
-	for (struct dlistener *dl = d->listeners, *next; dl; dl = next) {
-		next = dl->next;
-		if (dl->removed && !dl->pid) {
-			dl_unlink(d, dl);
-			dl_free(dl);
+	if (acquire_sockets(d, dl) < 0) {
+		dl_free(dl);
+		snprintf(d->status_error, sizeof(d->status_error),
+			 "listener %s could not be started", n->name);
+		return;
+	}
+	dl->next = d->listeners;
+	d->listeners = dl;
+	if (dl_spawn(dl) < 0) {
+		dl->failures = 1;
+		loop_timer_set(d->loop, &dl->restart_timer, loop_now(d->loop) + USEC_PER_SEC,
+			       on_restart_timer, dl);
+	}
+}
+
+/* Apply a loaded configuration: reload_plan() decides, this carries it
+ * out. -ENOMEM before anything changed; nc is then still the caller's. */
+static int
+reload_apply(struct dispatcher *d, struct config *nc)
+{
+	const struct listener_config **running = NULL;
+	struct dlistener **dls = NULL;
+	struct reload_step *steps = NULL;
+	size_t n_running = 0, n_steps;
+
+	/* A listener removed by an earlier reload and still draining is no
+	 * longer part of the running set. */
+	for (struct dlistener *dl = d->listeners; dl; dl = dl->next)
+		n_running += !dl->removed;
+	running = calloc(n_running + 1, sizeof(*running));
+	dls = calloc(n_running + 1, sizeof(*dls));
+	steps = calloc(n_running + nc->n_listeners + 1, sizeof(*steps));
+	if (!running || !dls || !steps) {
+		free(running);
+		free(dls);
+		free(steps);
+		return -ENOMEM;
+	}
+	n_running = 0;
+	for (struct dlistener *dl = d->listeners; dl; dl = dl->next)
+		if (!dl->removed) {
+			dls[n_running] = dl;
+			/* One already restarting for an earlier change
+			 * compares with what it will restart with. */
+			running[n_running++] = dl->pending ? dl->pending : &dl->cfg;
 		}
-	}
+	n_steps = reload_plan(running, n_running, nc, steps);
 
-	for (size_t i = 0; i < nc->n_listeners; i++) {
-		const struct listener_config *n = &nc->listeners[i];
-		struct dlistener *dl;
+	for (size_t i = 0; i < n_steps; i++) {
+		struct dlistener *dl = dls[steps[i].running];
+		const struct listener_config *n = &nc->listeners[steps[i].wanted];
 
-		if (!n->enabled)
-			continue;
-		for (dl = d->listeners; dl; dl = dl->next)
-			if (!dl->removed && strcmp(dl->cfg.name, n->name) == 0)
-				break;
-		/* Unchanged: it keeps running with its connections. (One
-		 * already restarting for an earlier change restarts with
-		 * this config, below.) */
-		if (dl && !dl->pending && listener_config_equal(&dl->cfg, n))
-			continue;
-		if (dl) {
-			struct listener_config *p = calloc(1, sizeof(*p));
-
-			if (!p || listener_config_copy(p, n) < 0) {
-				free(p);
-				log_listener(LOG_ERR, dl->cfg.name, NULL, "out of memory, not changed");
-				continue;
+		switch (steps[i].action) {
+		case RELOAD_KEEP:
+			break;
+		case RELOAD_STOP:
+			dl->removed = true;
+			loop_timer_set(d->loop, &dl->restart_timer, 0, NULL, NULL);
+			dl_terminate(dl);
+			if (!dl->pid) {
+				dl_unlink(d, dl);
+				dl_free(dl);
 			}
-			if (dl->pending) {
-				listener_config_done(dl->pending);
-				free(dl->pending);
-			}
-			dl->pending = p;
-			log_listener(LOG_INFO, dl->cfg.name, NULL, "settings changed, restarting");
-			if (dl->pid)
-				dl_terminate(dl);
-			else
-				apply_pending(d, dl);
-			continue;
-		}
-		dl = dl_new(d, n);
-		if (!dl) {
-			log_listener(LOG_ERR, n->name, NULL, "out of memory, not started");
-			continue;
-		}
-		if (acquire_sockets(d, dl) < 0) {
-			dl_free(dl);
-			snprintf(d->status_error, sizeof(d->status_error),
-				 "listener %s could not be started", n->name);
-			continue;
-		}
-		dl->next = d->listeners;
-		d->listeners = dl;
-		if (dl_spawn(dl) < 0) {
-			dl->failures = 1;
-			loop_timer_set(d->loop, &dl->restart_timer, loop_now(d->loop) + USEC_PER_SEC,
-				       on_restart_timer, dl);
+			break;
+		case RELOAD_RESTART:
+			restart_listener(d, dl, n);
+			break;
+		case RELOAD_START:
+			start_listener(d, n);
+			break;
+		case _RELOAD_ACTION_MAX:
+			assert(false);
 		}
 	}
+	free(running);
+	free(dls);
+	free(steps);
 
 	config_free(d->config);
 	d->config = nc;
 	apply_log_level(d);
 	rebuild_port_map(d);
 	check_ready(d);
+	return 0;
+}
+
+static void
+reload_failed(struct dispatcher *d, struct config_errors *errs)
+{
+	if (errs->n_errors > 0) {
+		for (size_t i = 0; i < errs->n_errors; i++)
+			log_error("%s:%d: %s", errs->errors[i].file, errs->errors[i].line,
+				  errs->errors[i].message);
+		snprintf(d->status_error, sizeof(d->status_error), "reload failed: %s:%d: %s",
+			 errs->errors[0].file, errs->errors[0].line, errs->errors[0].message);
+	} else {
+		snprintf(d->status_error, sizeof(d->status_error), "reload failed");
+	}
+	log_error("reload failed, keeping the running configuration");
+	update_status(d, true);
+	notify("READY=1");
+}
+
+static void
+reload(struct dispatcher *d)
+{
+	struct config_errors errs = { 0 };
+	struct config *nc = NULL;
+
+	(void)sdp_notifyf("RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec());
+	log_notice("reloading %s", d->config->path);
+	if (config_load(d->config->path, &nc, &errs) != 0) {
+		reload_failed(d, &errs);
+		config_errors_clear(&errs);
+		return;
+	}
+	d->status_error[0] = '\0';
+	d->reloading = true;
+	if (reload_apply(d, nc) < 0) {
+		log_error("out of memory");
+		config_free(nc);
+		d->reloading = false;
+		reload_failed(d, &errs);
+	}
 }
 
 static void
