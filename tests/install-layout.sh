@@ -1,7 +1,8 @@
 #!/bin/sh
 # `meson install --destdir` into a temp dir must give the layout of SPEC
 # section 8, with the unit paths substituted, and an installed config that
-# the installed daemon accepts. Env: BUILD_ROOT (meson sets it).
+# the installed daemon accepts, and the bash completions in their
+# directory. Env: BUILD_ROOT, SOURCE_ROOT (meson sets them).
 set -eu
 build=${BUILD_ROOT:?}
 dest=$(mktemp -d)
@@ -43,6 +44,31 @@ check "ExecStart= reads the installed config" test "${exec_start##* }" = "${conf
 check "ExecReload= checks the installed config first" \
 	grep -qx "ExecReload=${sbin#"$dest"} -t -c ${conf#"$dest"}" "$service"
 check "no @placeholders@ left in the units" sh -c "! grep -q '@[a-z]*@' '$service' '$socket'"
+# The bash completions, where the build said (-Dbashcompletiondir, else
+# bash-completion's pkg-config completionsdir under our datadir, else
+# DATADIR/bash-completion/completions), as shipped in shell-completion/.
+compdir=$(meson introspect --buildoptions "$build" | python3 -c '
+import json, os, subprocess, sys
+o = {x["name"]: x["value"] for x in json.load(sys.stdin)}
+prefix, datadir, d = o["prefix"], os.path.join(o["prefix"], o["datadir"]), o["bashcompletiondir"]
+if d == "":
+    try:
+        d = subprocess.run(["pkg-config",
+                            "--define-variable=datadir=" + datadir,
+                            "--variable=completionsdir", "bash-completion"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        d = os.path.join(datadir, "bash-completion", "completions")
+print(d if d == "no" else os.path.join(prefix, d))')
+if [ "$compdir" = no ]; then
+	check "-Dbashcompletiondir=no: no completions installed" \
+		test -z "$(find "$dest" -path '*/completions/netecho*')"
+else
+	for c in netechod netecho; do
+		check "bash completion $compdir/$c" cmp "$dest$compdir/$c" "${SOURCE_ROOT:?}/shell-completion/$c"
+	done
+fi
+
 check "installed netechod -t accepts the installed config" "$sbin" -t -c "$conf"
 check "installed netecho runs" "$bin" -V
 
