@@ -5,6 +5,7 @@
 
 #include "chat-internal.h"
 #include "chat.h"
+#include "dgram.h"
 #include "sanitize.h"
 #include "util.h"
 
@@ -44,6 +45,8 @@ struct udp_src {
 	 * identity of a peer. */
 	uint8_t key[KEY_BYTES];
 	struct udp_addr addr;
+	/* The socket and address it last sent to; fd -1: not known. */
+	struct dgram_local local;
 	struct chat_bucket bucket;
 };
 
@@ -384,9 +387,18 @@ pending_forget(struct chat_udp *u, uint32_t i)
 	u->pend_free = i;
 }
 
+static void
+src_set_local(struct udp_src *src, const struct dgram_local *local)
+{
+	if (local)
+		src->local = *local;
+	else
+		src->local = (struct dgram_local){ .fd = -1 };
+}
+
 static uint32_t
 pending_new(struct chat_udp *u, const uint8_t *key, const union sockaddr_any *from,
-	    uint64_t now_usec)
+	    const struct dgram_local *local, uint64_t now_usec)
 {
 	struct udp_pending *p;
 	uint32_t i;
@@ -404,6 +416,7 @@ pending_new(struct chat_udp *u, const uint8_t *key, const union sockaddr_any *fr
 	memset(p, 0, sizeof(*p));
 	memcpy(p->src.key, key, KEY_BYTES);
 	memcpy(&p->src.addr, from, MIN((size_t)sockaddr_len(from), sizeof(p->src.addr)));
+	src_set_local(&p->src, local);
 	chat_bucket_init(&p->src.bucket, u->rate_limit, now_usec);
 	p->since_usec = now_usec;
 	list_append(u, &u->pending, age_link, i);
@@ -443,10 +456,11 @@ static void
 udp_send(void *room, void *m, const char *line, size_t len)
 {
 	struct udp_call *call = room;
+	const struct udp_src *src = m;
 	union sockaddr_any to;
 
-	src_sockaddr(m, &to);
-	call->t->send_to(call->ctx, &to, line, len);
+	src_sockaddr(src, &to);
+	call->t->send_to(call->ctx, &to, src->local.fd >= 0 ? &src->local : NULL, line, len);
 }
 
 static void
@@ -831,7 +845,8 @@ peer_datagram(struct udp_call *call, uint32_t i, const uint8_t *p, size_t n, uin
 
 void
 chat_udp_datagram(struct chat_udp *u, const struct chat_udp_transport *t, void *ctx,
-		  const union sockaddr_any *from, const uint8_t *p, size_t n, uint64_t now_usec)
+		  const union sockaddr_any *from, const struct dgram_local *local,
+		  const uint8_t *p, size_t n, uint64_t now_usec)
 {
 	struct udp_call call = { .u = u, .t = t, .ctx = ctx };
 	uint8_t key[KEY_BYTES];
@@ -851,6 +866,8 @@ chat_udp_datagram(struct chat_udp *u, const struct chat_udp_transport *t, void *
 		goto out;
 	ref = addr_find(u, key);
 	if (ref != NONE && !(ref & REF_PENDING)) {
+		/* The peer may have moved to another of our addresses. */
+		src_set_local(&peers(u)[ref].src, local);
 		peer_datagram(&call, ref, p, n, now_usec);
 		goto out;
 	}
@@ -864,7 +881,9 @@ chat_udp_datagram(struct chat_udp *u, const struct chat_udp_transport *t, void *
 	if (ref == NONE && chat_line_blank((const char *)p, n))
 		goto out;
 	if (ref == NONE)
-		ref = pending_new(u, key, from, now_usec) | REF_PENDING;
+		ref = pending_new(u, key, from, local, now_usec) | REF_PENDING;
+	else
+		src_set_local(&pendings(u)[ref & ~REF_PENDING].src, local);
 	pending_datagram(&call, ref & ~REF_PENDING, p, n, now_usec);
 out:
 	udp_unlock(u);

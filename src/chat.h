@@ -66,11 +66,14 @@ unsigned chat_room_online(struct chat_room *r);
 /* ---------------- datagram (UDP) rooms ---------------- */
 
 struct chat_udp;
+struct dgram_local;
 
 struct chat_udp_transport {
-	/* Send one datagram (one line, CRLF included) to `to`. ctx is what
-	 * the caller passed to the function that triggered the send. */
-	void (*send_to)(void *ctx, const union sockaddr_any *to, const char *line, size_t len);
+	/* Send one datagram (one line, CRLF included) to `to`, from the
+	 * local end `to` last sent to (NULL: not known). ctx is what the
+	 * caller passed to the function that triggered the send. */
+	void (*send_to)(void *ctx, const union sockaddr_any *to, const struct dgram_local *from,
+			const char *line, size_t len);
 };
 
 /* A UDP room is one flat, pointer-free block so that it can live in
@@ -79,10 +82,13 @@ struct chat_udp_transport {
 size_t chat_udp_size(const struct chat_settings *s);
 int chat_udp_init(struct chat_udp *u, const struct chat_settings *s);
 void chat_udp_done(struct chat_udp *u);
-/* One datagram from `from`; handled and answered through t. */
+/* One datagram from `from`, sent to `local` (NULL: not known); handled
+ * and answered through t. The sender's entry remembers `local`, so that
+ * whatever it is sent later, a relay too, leaves from the address it
+ * sent to (SPEC section 4). */
 void chat_udp_datagram(struct chat_udp *u, const struct chat_udp_transport *t, void *ctx,
-		       const union sockaddr_any *from, const uint8_t *p, size_t n,
-		       uint64_t now_usec);
+		       const union sockaddr_any *from, const struct dgram_local *local,
+		       const uint8_t *p, size_t n, uint64_t now_usec);
 /* Forget peers silent for idle_timeout (others hear "left"). Returns the
  * next deadline, 0 when none. */
 uint64_t chat_udp_tick(struct chat_udp *u, const struct chat_udp_transport *t, void *ctx,

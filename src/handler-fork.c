@@ -88,7 +88,7 @@ install_child_handlers(void)
 
 	sigemptyset(&child_mask);
 	sigemptyset(&sa.sa_mask);
-	/* No SA_RESTART: a blocked recvfrom() must see EINTR. */
+	/* No SA_RESTART: a blocked recvmsg() must see EINTR. */
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 }

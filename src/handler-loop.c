@@ -370,7 +370,7 @@ static void drain_deadline(struct loop *l, struct loop_timer *t, void *userdata)
 static struct dgram
 worker_dgram(struct lworker *w)
 {
-	return (struct dgram){ .lst = w->lst, .fd = w->fds[0] };
+	return (struct dgram){ .lst = w->lst, .local = { .fd = w->fds[0] } };
 }
 
 static void

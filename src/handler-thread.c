@@ -17,7 +17,7 @@
 #include "udp.h"
 
 /* The thread model. TCP: an acceptor thread and one thread per connection
- * on a blocking socket. UDP: `workers` threads blocking in recvfrom() on
+ * on a blocking socket. UDP: `workers` threads blocking in recvmsg() on
  * the one socket. Worker threads block every signal; the main thread reads
  * SIGTERM/SIGINT from a signalfd. */
 

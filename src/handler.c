@@ -13,6 +13,7 @@
 #include "log.h"
 #include "service.h"
 #include "session.h"
+#include "udp.h"
 
 static const struct model_ops *const models[_MODEL_MAX] = {
 	[MODEL_FORK] = &handler_fork_ops,
@@ -200,10 +201,50 @@ handler_tune_stream(int fd)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-static int
-send_datagram(struct dgram *d, const union sockaddr_any *to, const struct iovec *iov,
-	      int n_iov)
+/* Room for one IP_PKTINFO or IPV6_PKTINFO control message, aligned. */
+union pktinfo_ctl {
+	struct cmsghdr align;
+	uint8_t buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+};
+
+/* The control message that makes a datagram leave from `from`. An IPv4
+ * source goes as IP_PKTINFO also on a dual-stack socket: a v4-mapped
+ * destination takes the IPv4 path, which reads it there. ifindex stays 0
+ * for IPv4: it would replace the address with the interface's primary
+ * one. Returns the control length, 0 for none. */
+static size_t
+pktinfo_build(const struct dgram_local *from, union pktinfo_ctl *ctl)
 {
+	struct cmsghdr *cm = &ctl->align;
+
+	memset(ctl, 0, sizeof(*ctl));
+	if (from->family == AF_INET) {
+		struct in_pktinfo pi = { .ipi_spec_dst = from->addr.in };
+
+		cm->cmsg_level = IPPROTO_IP;
+		cm->cmsg_type = IP_PKTINFO;
+		cm->cmsg_len = CMSG_LEN(sizeof(pi));
+		memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+		return CMSG_SPACE(sizeof(pi));
+	}
+	if (from->family == AF_INET6) {
+		struct in6_pktinfo pi = { .ipi6_addr = from->addr.in6,
+					  .ipi6_ifindex = from->ifindex };
+
+		cm->cmsg_level = IPPROTO_IPV6;
+		cm->cmsg_type = IPV6_PKTINFO;
+		cm->cmsg_len = CMSG_LEN(sizeof(pi));
+		memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+		return CMSG_SPACE(sizeof(pi));
+	}
+	return 0;
+}
+
+static int
+send_datagram(struct listener_rt *l, const struct dgram_local *from,
+	      const union sockaddr_any *to, const struct iovec *iov, int n_iov)
+{
+	union pktinfo_ctl ctl;
 	struct msghdr mh = {
 		.msg_name = (void *)&to->sa,
 		.msg_namelen = sockaddr_len(to),
@@ -212,30 +253,52 @@ send_datagram(struct dgram *d, const union sockaddr_any *to, const struct iovec 
 	};
 	ssize_t n;
 
-	do
-		n = sendmsg(d->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
+	if (from->family) {
+		mh.msg_control = ctl.buf;
+		mh.msg_controllen = pktinfo_build(from, &ctl);
+		if (!mh.msg_controllen)
+			mh.msg_control = NULL;
+	}
+	for (;;) {
+		n = sendmsg(from->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n >= 0 || errno != EINTR)
+			break;
+	}
+	if (n < 0 && mh.msg_control && (errno == EINVAL || errno == EADDRNOTAVAIL)) {
+		/* The address went away since the datagram came in: a
+		 * reply from another one still serves a client that did
+		 * not connect() its socket. */
+		mh.msg_control = NULL;
+		mh.msg_controllen = 0;
+		do
+			n = sendmsg(from->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		while (n < 0 && errno == EINTR);
+	}
 	if (n < 0) {
 		/* A full socket buffer or an unreachable peer: UDP gives no
 		 * guarantee, so the datagram is dropped and counted. */
-		STATS_ADD(d->lst, dropped, 1);
+		STATS_ADD(l, dropped, 1);
 		return -errno;
 	}
-	STATS_ADD(d->lst, bytes_out, (uint64_t)n);
+	STATS_ADD(l, bytes_out, (uint64_t)n);
 	return 0;
 }
 
 int
 dgram_reply(struct dgram *d, const struct iovec *iov, int n_iov)
 {
-	return send_datagram(d, &d->peer, iov, n_iov);
+	return send_datagram(d->lst, &d->local, &d->peer, iov, n_iov);
 }
 
 int
-dgram_send_to(struct dgram *d, const union sockaddr_any *to, const struct iovec *iov,
-	      int n_iov)
+dgram_send_to(struct dgram *d, const union sockaddr_any *to, const struct dgram_local *from,
+	      const struct iovec *iov, int n_iov)
 {
-	return send_datagram(d, to, iov, n_iov);
+	struct dgram_local any = { .fd = d->local.fd };
+
+	if (!from || from->fd < 0)
+		from = &any;
+	return send_datagram(d->lst, from, to, iov, n_iov);
 }
 
 int
@@ -256,6 +319,13 @@ handler_main(struct listener_rt *l)
 		if (r < 0)
 			log_full_errno(LOG_WARNING, r, l->cfg.name, NULL,
 				       "cannot list interface broadcast addresses");
+		/* Here, not at bind: socket-activated fds need it too. */
+		for (size_t i = 0; i < l->n_fds; i++) {
+			r = udp_enable_pktinfo(l->fds[i]);
+			if (r < 0)
+				log_full_errno(LOG_WARNING, r, l->cfg.name, NULL,
+					       "cannot learn datagram destinations; replies may leave from another address");
+		}
 	}
 	if (l->service->listener_init) {
 		r = l->service->listener_init(l);

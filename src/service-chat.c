@@ -34,12 +34,13 @@ static const struct chat_transport transport = {
 };
 
 static void
-u_send_to(void *ctx, const union sockaddr_any *to, const char *line, size_t len)
+u_send_to(void *ctx, const union sockaddr_any *to, const struct dgram_local *from,
+	  const char *line, size_t len)
 {
 	struct dgram *d = ctx;
 	struct iovec iov = { .iov_base = (void *)line, .iov_len = len };
 
-	(void)dgram_send_to(d, to, &iov, 1);
+	(void)dgram_send_to(d, to, from, &iov, 1);
 }
 
 static const struct chat_udp_transport udp_transport = {
@@ -153,7 +154,7 @@ chat_on_datagram(struct dgram *d, const uint8_t *p, size_t n)
 {
 	struct chat_state *st = d->lst->service_state;
 
-	chat_udp_datagram(st->udp, &udp_transport, d, &d->peer, p, n, now_usec());
+	chat_udp_datagram(st->udp, &udp_transport, d, &d->peer, &d->local, p, n, now_usec());
 }
 
 static uint64_t

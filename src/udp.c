@@ -1,3 +1,4 @@
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -63,6 +64,94 @@ drop(struct udp_worker *w, const union sockaddr_any *src, const char *why, bool 
 }
 
 int
+udp_enable_pktinfo(int fd)
+{
+	union sockaddr_any a;
+	socklen_t len = sizeof(a);
+	int one = 1, v6only = 0;
+	socklen_t vl = sizeof(v6only);
+
+	if (getsockname(fd, &a.sa, &len) < 0)
+		return -errno;
+	/* A socket bound to one address sends from it anyway; only a
+	 * wildcard one needs to be told each datagram's destination. */
+	if (a.sa.sa_family == AF_INET) {
+		if (a.in.sin_addr.s_addr != htonl(INADDR_ANY))
+			return 0;
+		if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one)) < 0)
+			return -errno;
+		return 1;
+	}
+	if (a.sa.sa_family != AF_INET6 || !IN6_IS_ADDR_UNSPECIFIED(&a.in6.sin6_addr))
+		return 0;
+	if (setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one)) < 0)
+		return -errno;
+	/* Dual-stack: IPv4 datagrams also get IP_PKTINFO, whose
+	 * ipi_spec_dst is the right source even for one sent to a
+	 * broadcast address. Kernels that refuse it still give IPV6_PKTINFO
+	 * with the v4-mapped destination. */
+	if (getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &vl) == 0 && !v6only)
+		(void)setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+	return 1;
+}
+
+static bool
+reply_source_ok_v4(struct in_addr a)
+{
+	uint32_t h = ntohl(a.s_addr);
+
+	/* Never a source: what the kernel would refuse to send from. */
+	return h != INADDR_ANY && h != INADDR_BROADCAST && !IN_MULTICAST(h);
+}
+
+/* Where the datagram was sent to, from its control messages; local->family
+ * stays 0 when they say nothing usable. */
+static void
+local_from_cmsg(struct msghdr *mh, struct dgram_local *local)
+{
+	bool have_v4 = false;
+
+	if (mh->msg_flags & MSG_CTRUNC)
+		/* Cut short: whatever is there may be partial. The reply
+		 * goes out with the source the kernel picks. */
+		return;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+		if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO &&
+		    cm->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
+			struct in_pktinfo pi;
+
+			memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
+			if (!reply_source_ok_v4(pi.ipi_spec_dst))
+				continue;
+			local->family = AF_INET;
+			local->addr.in = pi.ipi_spec_dst;
+			local->ifindex = 0;
+			have_v4 = true;
+		} else if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO &&
+			   cm->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo)) && !have_v4) {
+			struct in6_pktinfo pi;
+
+			memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
+			if (IN6_IS_ADDR_V4MAPPED(&pi.ipi6_addr)) {
+				struct in_addr v4;
+
+				memcpy(&v4, &pi.ipi6_addr.s6_addr[12], sizeof(v4));
+				if (!reply_source_ok_v4(v4))
+					continue;
+				local->family = AF_INET;
+				local->addr.in = v4;
+				local->ifindex = 0;
+			} else if (!IN6_IS_ADDR_MULTICAST(&pi.ipi6_addr) &&
+				   !IN6_IS_ADDR_UNSPECIFIED(&pi.ipi6_addr)) {
+				local->family = AF_INET6;
+				local->addr.in6 = pi.ipi6_addr;
+				local->ifindex = (unsigned)pi.ipi6_ifindex;
+			}
+		}
+	}
+}
+
+int
 udp_worker_serve(struct udp_worker *w, int fd, unsigned max)
 {
 	struct listener_rt *l = w->lst;
@@ -71,15 +160,29 @@ udp_worker_serve(struct udp_worker *w, int fd, unsigned max)
 	while (got < max) {
 		struct dgram d = {
 			.lst = l,
-			.fd = fd,
+			.local = { .fd = fd },
 			.prefix = w->prefix_len ? w->prefix : NULL,
 			.prefix_len = w->prefix_len,
 		};
-		socklen_t alen = sizeof(d.peer);
+		/* Both kinds fit: a dual-stack socket may attach both. */
+		union {
+			struct cmsghdr align;
+			uint8_t buf[CMSG_SPACE(sizeof(struct in_pktinfo)) +
+				    CMSG_SPACE(sizeof(struct in6_pktinfo))];
+		} ctl;
+		struct iovec iov = { .iov_base = w->buf, .iov_len = DGRAM_MAX };
+		struct msghdr mh = {
+			.msg_name = &d.peer,
+			.msg_namelen = sizeof(d.peer),
+			.msg_iov = &iov,
+			.msg_iovlen = 1,
+			.msg_control = ctl.buf,
+			.msg_controllen = sizeof(ctl.buf),
+		};
 		enum udpguard_verdict v;
 		ssize_t n;
 
-		n = recvfrom(fd, w->buf, DGRAM_MAX, 0, &d.peer.sa, &alen);
+		n = recvmsg(fd, &mh, 0);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return got ? (int)got : -EAGAIN;
@@ -94,6 +197,9 @@ udp_worker_serve(struct udp_worker *w, int fd, unsigned max)
 		}
 		got++;
 		STATS_ADD(l, bytes_in, (uint64_t)n);
+		/* Only a wildcard socket has pktinfo on (udp_enable_pktinfo). */
+		if (mh.msg_controllen > 0)
+			local_from_cmsg(&mh, &d.local);
 		v = udpguard_check(&l->guard, &d.peer);
 		if (v != UDPGUARD_OK) {
 			drop(w, &d.peer, udpguard_verdict_to_string(v), false);
@@ -142,7 +248,7 @@ void
 udp_worker_tick(struct udp_worker *w, int fd)
 {
 	const struct service_ops *svc = w->lst->service;
-	struct dgram d = { .lst = w->lst, .fd = fd };
+	struct dgram d = { .lst = w->lst, .local = { .fd = fd } };
 	uint64_t now, next;
 
 	if (!svc->tick)
@@ -159,7 +265,7 @@ udp_worker_tick(struct udp_worker *w, int fd)
 void
 udp_shutdown_notice(struct listener_rt *l)
 {
-	struct dgram d = { .lst = l, .fd = l->fds[0] };
+	struct dgram d = { .lst = l, .local = { .fd = l->fds[0] } };
 
 	if (l->service->on_udp_shutdown)
 		l->service->on_udp_shutdown(l, &d);

@@ -28,6 +28,12 @@ struct udp_worker {
 	} logseen[UDP_LOGSEEN_SLOTS];
 };
 
+/* Have the kernel tell each datagram's destination (IP_PKTINFO,
+ * IPV6_RECVPKTINFO) on a socket bound to a wildcard address, so replies
+ * leave from it. 1 when turned on, 0 when the socket needs none (bound to
+ * one address), -errno. */
+int udp_enable_pktinfo(int fd);
+
 int udp_worker_init(struct udp_worker *w, struct listener_rt *l);
 void udp_worker_done(struct udp_worker *w);
 
@@ -37,7 +43,7 @@ void udp_worker_done(struct udp_worker *w);
 int udp_worker_serve(struct udp_worker *w, int fd, unsigned max);
 
 /* For the blocking models (fork, thread): one socket is read with a
- * blocking recvfrom() (SO_RCVTIMEO bounds it); several are polled for at
+ * blocking recvmsg() (SO_RCVTIMEO bounds it); several are polled for at
  * most timeout_ms, then read without blocking. Same returns as
  * udp_worker_serve(). */
 int udp_worker_block(struct udp_worker *w, const int *fds, size_t n, int timeout_ms);

@@ -212,13 +212,35 @@ file_read(const char *path)
 	return buf;
 }
 
+/* What netechod binds for "*": [::] dual-stack, 0.0.0.0 without IPv6. */
+static bool
+wildcard_is_ipv6(void)
+{
+	int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return false;
+	safe_close(fd);
+	return true;
+}
+
 static int
 parse_literal(const char *address, uint16_t port, union sockaddr_any *ret)
 {
 	union sockaddr_any sa;
 
 	memset(&sa, 0, sizeof(sa));
-	if (inet_pton(AF_INET, address, &sa.in.sin_addr) == 1) {
+	if (strcmp(address, "*") == 0) {
+		if (wildcard_is_ipv6()) {
+			sa.in6.sin6_family = AF_INET6;
+			sa.in6.sin6_addr = in6addr_any;
+			sa.in6.sin6_port = htons(port);
+		} else {
+			sa.in.sin_family = AF_INET;
+			sa.in.sin_addr.s_addr = htonl(INADDR_ANY);
+			sa.in.sin_port = htons(port);
+		}
+	} else if (inet_pton(AF_INET, address, &sa.in.sin_addr) == 1) {
 		sa.in.sin_family = AF_INET;
 		sa.in.sin_port = htons(port);
 	} else if (inet_pton(AF_INET6, address, &sa.in6.sin6_addr) == 1) {
@@ -234,13 +256,15 @@ static int
 socket_bound(int socktype, const union sockaddr_any *sa, bool reuse)
 {
 	_cleanup_(closep) int fd = -1;
-	int one = 1;
+	int one = 1, v6only;
 
 	fd = socket(sa->sa.sa_family, socktype | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	/* [::] is "*": dual-stack, as netechod binds it. */
+	v6only = sa->sa.sa_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&sa->in6.sin6_addr) ? 0 : 1;
 	if (sa->sa.sa_family == AF_INET6 &&
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)) < 0)
 		return -errno;
 	if (reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
 		return -errno;
@@ -1725,6 +1749,31 @@ harness_udp_socket_addr(const char *address, uint16_t src_port, uint16_t port)
 }
 
 int
+harness_udp_client(const char *address, uint16_t port, bool do_connect,
+		   struct sockaddr_storage *ret_to)
+{
+	_cleanup_(closep) int fd = -1;
+	union sockaddr_any to;
+	int r, zero = 0;
+
+	r = parse_literal(address, port, &to);
+	if (r < 0)
+		return r;
+	fd = socket(to.sa.sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (to.sa.sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&to.in6.sin6_addr) &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0)
+		return -errno;
+	set_timeouts(fd);
+	if (do_connect && connect(fd, &to.sa, sockaddr_len(&to)) < 0)
+		return -errno;
+	if (ret_to)
+		memcpy(ret_to, &to.storage, sizeof(*ret_to));
+	return TAKE_FD(fd);
+}
+
+int
 harness_udp_socket(uint16_t port)
 {
 	return harness_udp_socket_addr("127.0.0.1", 0, port);
@@ -1780,6 +1829,37 @@ harness_recv_timeout(int fd, void *buf, size_t len, int timeout_ms)
 		if (r == 0)
 			return -ETIMEDOUT;
 		n = recv(fd, buf, len, MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return -errno;
+		}
+		return n;
+	}
+}
+
+ssize_t
+harness_recvfrom_timeout(int fd, void *buf, size_t len, struct sockaddr_storage *ret_from,
+			 int timeout_ms)
+{
+	uint64_t deadline = deadline_in(timeout_ms);
+
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		socklen_t alen = sizeof(*ret_from);
+		ssize_t n;
+		int r;
+
+		r = poll(&pfd, 1, ms_left(deadline));
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -ETIMEDOUT;
+		memset(ret_from, 0, sizeof(*ret_from));
+		n = recvfrom(fd, buf, len, MSG_DONTWAIT, (struct sockaddr *)ret_from, &alen);
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;

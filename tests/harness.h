@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 struct Suite;
@@ -37,8 +38,9 @@ struct hl_listener {
 	const char *protocol; /* "tcp" or "udp" */
 	const char *model;    /* "fork", "thread", "select", "poll", "epoll" */
 	const char *service;  /* NULL: "echo" */
-	/* NULL: "127.0.0.1". A literal address, or (with no_fd only) a host
-	 * name such as "localhost". */
+	/* NULL: "127.0.0.1". A literal address, "*" (passed as one [::]
+	 * dual-stack socket, or 0.0.0.0 without IPv6, as netechod binds it),
+	 * or (with no_fd only) a host name such as "localhost". */
 	const char *address;
 	/* More settings inside the listener group, written verbatim, e.g.
 	 * "max_clients = 2; prefix = \"%p: \";". */
@@ -148,6 +150,14 @@ int harness_udp_socket(uint16_t port);
 /* UDP socket bound to address:src_port (0: any; SO_REUSEADDR when set) and
  * connected to address:port. -errno when the bind fails. */
 int harness_udp_socket_addr(const char *address, uint16_t src_port, uint16_t port);
+/* UDP socket of address's family (an IPv4-mapped IPv6 address makes a
+ * dual-stack IPv6 one), not bound; connected to address:port when
+ * do_connect. *ret_to (optional) gets address:port. */
+int harness_udp_client(const char *address, uint16_t port, bool do_connect,
+		       struct sockaddr_storage *ret_to);
+/* Like harness_recv_timeout(), also saying where the datagram came from. */
+ssize_t harness_recvfrom_timeout(int fd, void *buf, size_t len, struct sockaddr_storage *ret_from,
+				 int timeout_ms);
 
 int harness_send_all(int fd, const void *buf, size_t len, int timeout_ms);
 /* Read exactly len bytes: returns len, fewer when the peer closed first,

@@ -136,7 +136,7 @@ describe(ssize_t r, const char *line)
 /* Start the chat listener of the current combination with more
  * settings; teardown stops it and checks for a clean exit. */
 static void
-start_chat(const char *extra, const char *global_extra)
+start_chat_full(const char *address, const char *extra, const char *global_extra)
 {
 	int r;
 
@@ -147,13 +147,26 @@ start_chat(const char *extra, const char *global_extra)
 		.protocol = cur->protocol,
 		.model = cur->model,
 		.service = "chat",
+		.address = address,
 		.extra = srv_extra[0] ? srv_extra : NULL,
 	};
 	srv = (struct hdaemon){ 0 };
 	r = harness_start(&srv, &srv_listener, 1, global_extra);
-	ck_assert_msg(r == 0, "[%s] netechod (chat, '%s') did not start: %s", cur->tcase,
-		      srv_extra, strerror(-r));
+	ck_assert_msg(r == 0, "[%s] netechod (chat on %s, '%s') did not start: %s", cur->tcase,
+		      address ? address : HOST, srv_extra, strerror(-r));
 	srv_started = true;
+}
+
+static void
+start_chat(const char *extra, const char *global_extra)
+{
+	start_chat_full(NULL, extra, global_extra);
+}
+
+static void
+start_chat_at(const char *address)
+{
+	start_chat_full(address, NULL, NULL);
 }
 
 static void
@@ -2075,10 +2088,8 @@ start_ipv6(const struct combo *c)
 	int r;
 
 	cur = c;
-	if (!harness_have_ipv6()) {
-		fprintf(stderr, "[%s] no IPv6 loopback: skipping\n", cur->tcase);
-		return false;
-	}
+	/* Tagged ipv6: chat-net-ipv6 skips (77) without ::1. */
+	ck_assert_msg(harness_have_ipv6(), "[%s] no IPv6 loopback", cur->tcase);
 	srv_listener = (struct hl_listener){ .name = ROOM, .protocol = c->protocol,
 					     .model = c->model, .service = "chat",
 					     .address = "::1" };
@@ -2137,6 +2148,102 @@ START_TEST(chat_udp_ipv6_host_is_numeric)
 }
 END_TEST
 
+/* ---- replies leave from the address each peer sent to (SPEC 4) ---- */
+
+struct wpeer {
+	const char *nick;
+	const char *addr; /* where it sends to, and its own address */
+	const char *host; /* as the room shows it */
+};
+
+/* A client bound to addr:0 and connect()ed to addr:port: it takes only
+ * datagrams from addr:port, as nc -u does. */
+static struct uclient
+uc_open_at(const char *label, const char *addr)
+{
+	struct sockaddr_storage to, self;
+	struct uclient u = { .fd = harness_udp_client(addr, srv_listener.port, false, &to) };
+
+	ck_assert_msg(u.fd >= 0, "[%s] %s: udp socket for %s: %s", cur->tcase, label, addr,
+		      strerror(-u.fd));
+	self = to;
+	if (self.ss_family == AF_INET)
+		((struct sockaddr_in *)&self)->sin_port = 0;
+	else
+		((struct sockaddr_in6 *)&self)->sin6_port = 0;
+	ck_assert_msg(bind(u.fd, (struct sockaddr *)&self,
+			   sockaddr_len((union sockaddr_any *)&self)) == 0 &&
+			      connect(u.fd, (struct sockaddr *)&to,
+				      sockaddr_len((union sockaddr_any *)&to)) == 0,
+		      "[%s] %s: bind or connect to %s: %s", cur->tcase, label, addr, strerror(errno));
+	snprintf(u.label, sizeof(u.label), "%s", label);
+	return u;
+}
+
+/* Every peer joins through its own address of a "*" listener, then each
+ * one's line reaches every other, and each answers /who: every step
+ * fails for a peer whose datagrams leave from another address. */
+static void
+wildcard_room(const struct wpeer *ps, size_t n)
+{
+	struct uclient u[4];
+	char token[512], who[256];
+	size_t o;
+
+	ck_assert_uint_le(n, ELEMENTSOF(u));
+	start_chat_at("*");
+	for (size_t i = 0; i < n; i++) {
+		u[i] = uc_open_at(ps[i].nick, ps[i].addr);
+		uc_ask_token(&u[i], ps[i].nick, ps[i].nick, token, sizeof(token));
+		uc_sendf(&u[i], "/join %s", token);
+		uc_expectf(&u[i], "* you are %s@%s; %zu online", ps[i].nick, ps[i].host, i + 1);
+		for (size_t k = 0; k < i; k++)
+			uc_expectf(&u[k], "* %s@%s joined; %zu online", ps[i].nick, ps[i].host,
+				   i + 1);
+	}
+	for (size_t i = 0; i < n; i++) {
+		uc_sendf(&u[i], "hello from %s", ps[i].addr);
+		for (size_t k = 0; k < n; k++)
+			if (k != i)
+				uc_expectf(&u[k], "<%s> hello from %s", ps[i].nick, ps[i].addr);
+	}
+	o = (size_t)snprintf(who, sizeof(who), "* %zu online: ", n);
+	for (size_t i = 0; i < n; i++)
+		o += (size_t)snprintf(who + o, sizeof(who) - o, "%s%s@%s", i ? ", " : "",
+				      ps[i].nick, ps[i].host);
+	for (size_t i = 0; i < n; i++) {
+		uc_send(&u[i], "/who");
+		uc_expect(&u[i], who);
+	}
+	for (size_t i = 0; i < n; i++)
+		safe_close(u[i].fd);
+}
+
+START_TEST(chat_udp_each_peer_hears_from_the_address_it_sent_to)
+{
+	static const struct wpeer ps[] = {
+		{ "alice", "127.0.0.2", "127.0.0.2" },
+		{ "bob", "127.0.0.3", "127.0.0.3" },
+		{ "carol", "127.0.0.1", "127.0.0.1" },
+	};
+
+	wildcard_room(ps, ELEMENTSOF(ps));
+}
+END_TEST
+
+START_TEST(chat_udp_ipv6_and_mapped_peers_on_wildcard)
+{
+	static const struct wpeer ps[] = {
+		{ "alice", "::1", "::1" },
+		{ "bob", "::ffff:127.0.0.2", "127.0.0.2" },
+		{ "carol", "127.0.0.3", "127.0.0.3" },
+	};
+
+	cur = &combos[_i];
+	wildcard_room(ps, ELEMENTSOF(ps));
+}
+END_TEST
+
 static void
 setup_none(void)
 {
@@ -2175,6 +2282,7 @@ chat_net_suite(void)
 			tcase_add_test(tc, chat_udp_sanitizes_relayed_text);
 			tcase_add_test(tc, chat_udp_idle_peer_is_forgotten);
 			tcase_add_test(tc, chat_udp_sigterm_tells_joined_peers);
+			tcase_add_test(tc, chat_udp_each_peer_hears_from_the_address_it_sent_to);
 		}
 		suite_add_tcase(s, tc);
 	}
@@ -2188,22 +2296,33 @@ chat_net_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("ipv6");
+	tcase_set_tags(tc, HARNESS_TAG_IPV6);
 	tcase_add_checked_fixture(tc, setup_none, teardown);
 	tcase_set_timeout(tc, TCASE_TIMEOUT);
 	tcase_add_test(tc, chat_tcp_ipv6_host_is_numeric);
 	tcase_add_test(tc, chat_udp_ipv6_host_is_numeric);
 	suite_add_tcase(s, tc);
+
+	/* Needs ::1: tagged, run as meson test chat-net-ipv6, a skip without
+	 * it. Each UDP combination is a loop iteration. */
+	{
+		size_t first_udp = 0;
+
+		while (strcmp(combos[first_udp].protocol, "udp") != 0)
+			first_udp++;
+		tc = tcase_create("udp-ipv6-wildcard");
+		tcase_set_tags(tc, HARNESS_TAG_IPV6);
+		tcase_add_checked_fixture(tc, setup_none, teardown);
+		tcase_set_timeout(tc, TCASE_TIMEOUT);
+		tcase_add_loop_test(tc, chat_udp_ipv6_and_mapped_peers_on_wildcard, (int)first_udp,
+				    (int)ELEMENTSOF(combos));
+		suite_add_tcase(s, tc);
+	}
 	return s;
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
-	SRunner *sr = srunner_create(chat_net_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return harness_main(chat_net_suite(), argc, argv);
 }

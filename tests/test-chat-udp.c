@@ -10,6 +10,7 @@
 #include <check.h>
 
 #include "chat.h"
+#include "dgram.h"
 #include "util.h"
 
 #define SEC UINT64_C(1000000)
@@ -20,8 +21,10 @@
 struct peer {
 	union sockaddr_any sa;
 	char **lines;
+	struct dgram_local *froms; /* the local end each line left from; fd -1: none given */
 	size_t n, cap, seen;
 	int last_family; /* of the address the last reply went to */
+	struct dgram_local local; /* where it sends to; fd 0: not said */
 };
 
 static struct chat_udp *room;
@@ -40,7 +43,8 @@ find_peer(const union sockaddr_any *to)
 }
 
 static void
-fake_send_to(void *ctx, const union sockaddr_any *to, const char *line, size_t len)
+fake_send_to(void *ctx, const union sockaddr_any *to, const struct dgram_local *from,
+	     const char *line, size_t len)
 {
 	struct peer *p = find_peer(to);
 
@@ -56,9 +60,11 @@ fake_send_to(void *ctx, const union sockaddr_any *to, const char *line, size_t l
 	if (p->n == p->cap) {
 		p->cap = p->cap ? 2 * p->cap : 16;
 		p->lines = realloc(p->lines, p->cap * sizeof(char *));
-		if (!p->lines)
+		p->froms = realloc(p->froms, p->cap * sizeof(*p->froms));
+		if (!p->lines || !p->froms)
 			ck_abort_msg("out of memory");
 	}
+	p->froms[p->n] = from ? *from : (struct dgram_local){ .fd = -1 };
 	p->lines[p->n] = strndup(line, len);
 	if (!p->lines[p->n])
 		ck_abort_msg("out of memory");
@@ -116,6 +122,7 @@ teardown(void)
 		for (size_t j = 0; j < peers[i].n; j++)
 			free(peers[i].lines[j]);
 		free(peers[i].lines);
+		free(peers[i].froms);
 	}
 }
 
@@ -139,7 +146,8 @@ peer_at(int id, const char *addr, uint16_t port)
 static void
 dgram_raw(struct peer *p, uint64_t now, const char *s, size_t n)
 {
-	chat_udp_datagram(room, &transport, &ctx_marker, &p->sa, (const uint8_t *)s, n, now);
+	chat_udp_datagram(room, &transport, &ctx_marker, &p->sa, p->local.fd ? &p->local : NULL,
+			  (const uint8_t *)s, n, now);
 }
 
 static void
@@ -956,6 +964,102 @@ START_TEST(chat_udp_room_is_shared_between_processes)
 }
 END_TEST
 
+/* ---- every datagram to a peer leaves from the address it sent to ---- */
+
+static void
+local_at(struct peer *p, int fd, const char *addr)
+{
+	p->local = (struct dgram_local){ .fd = fd };
+	if (inet_pton(AF_INET, addr, &p->local.addr.in) == 1) {
+		p->local.family = AF_INET;
+	} else {
+		ck_assert_int_eq(inet_pton(AF_INET6, addr, &p->local.addr.in6), 1);
+		p->local.family = AF_INET6;
+		p->local.ifindex = 1;
+	}
+}
+
+/* Lines first.. of p left from p's current local end. */
+static void
+expect_from_own_local(struct peer *p, size_t first)
+{
+	const struct dgram_local *w = &p->local;
+
+	ck_assert_msg(first < p->n, "peer %td: got nothing to check", p - peers);
+	for (size_t i = first; i < p->n; i++) {
+		const struct dgram_local *f = &p->froms[i];
+
+		ck_assert_msg(f->fd == w->fd && f->family == w->family &&
+				      f->ifindex == w->ifindex &&
+				      memcmp(&f->addr, &w->addr, sizeof(w->addr)) == 0,
+			      "peer %td: \"%.*s\" left from fd %d family %d, not from the socket "
+			      "and address it sent to (fd %d family %d)",
+			      p - peers, (int)strcspn(p->lines[i], "\r"), p->lines[i], f->fd,
+			      f->family, w->fd, w->family);
+	}
+}
+
+START_TEST(chat_udp_replies_and_relays_leave_from_each_peers_local_address)
+{
+	/* One wildcard socket (fd 5) reached at two addresses, and a second
+	 * socket (fd 6) of the listener. */
+	struct peer *a = peer_at(0, "127.0.0.9", 4000), *b = peer_at(1, "127.0.0.10", 4001),
+		    *c = peer_at(2, "::1", 4002), *d = peer_at(3, "127.0.0.11", 4003);
+	char token[17];
+	size_t mark;
+
+	local_at(a, 5, "127.0.0.2");
+	local_at(b, 5, "127.0.0.3");
+	local_at(c, 6, "::1");
+	local_at(d, 5, "127.0.0.4");
+	a = joined(0, "alice", "127.0.0.9", 4000);
+	b = joined(1, "bob", "127.0.0.10", 4001);
+	c = joined(2, "carol", "::1", 4002);
+	/* Token replies, "you are", "joined" notices. */
+	expect_from_own_local(a, 0);
+	expect_from_own_local(b, 0);
+	expect_from_own_local(c, 0);
+
+	/* A relay, sent while handling alice's datagram, to each other peer. */
+	mark = b->n;
+	dgram(a, "hello");
+	expect_line(b, "<alice> hello");
+	expect_line(c, "<alice> hello");
+	expect_from_own_local(b, mark);
+	expect_from_own_local(c, c->seen - 1);
+
+	/* A stranger's one reply, and an answer to a command. */
+	ask_token(d, "dave", token);
+	expect_from_own_local(d, 0);
+	mark = b->n;
+	dgram(b, "/who");
+	expect_line(b, "* 3 online: alice@127.0.0.9, bob@127.0.0.10, carol@::1");
+	expect_from_own_local(b, mark);
+
+	/* Alice now sends to another of our addresses: what she gets
+	 * afterwards leaves from that one. */
+	local_at(a, 6, "127.0.0.5");
+	dgram(a, "moved");
+	skip_everyone();
+	mark = a->n;
+	dgram(c, "still there?");
+	expect_line(a, "<carol> still there?");
+	expect_from_own_local(a, mark);
+	expect_from_own_local(b, b->seen);
+	skip_everyone();
+
+	/* Notices sent with no datagram being handled. */
+	mark = a->n;
+	chat_udp_shutdown(room, &transport, &ctx_marker);
+	expect_line(a, "* server shutting down");
+	expect_line(b, "* server shutting down");
+	expect_line(c, "* server shutting down");
+	expect_from_own_local(a, mark);
+	expect_from_own_local(b, b->seen - 1);
+	expect_from_own_local(c, c->seen - 1);
+}
+END_TEST
+
 static Suite *
 chat_udp_suite(void)
 {
@@ -989,6 +1093,7 @@ chat_udp_suite(void)
 	tcase_add_test(tc, chat_udp_join_again_repeats_welcome);
 	tcase_add_test(tc, chat_udp_quit_forgets_peer);
 	tcase_add_test(tc, chat_udp_ipv4_mapped_peer_is_shown_as_ipv4);
+	tcase_add_test(tc, chat_udp_replies_and_relays_leave_from_each_peers_local_address);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("limits");

@@ -4,6 +4,7 @@
  * every message repeats it. netechod runs under the harness exactly as under
  * systemd: sockets through LISTEN_FDS, readiness through NOTIFY_SOCKET. */
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -1133,6 +1134,113 @@ START_TEST(echo_udp_ipv6_largest_datagram)
 }
 END_TEST
 
+/* ---- UDP replies leave from the address the client sent to (SPEC 4) ---- */
+
+/* A daemon of the running combination on address "*" (one dual-stack
+ * [::] socket, as netechod binds it), beside the fixture's. */
+static void
+start_wildcard(struct hdaemon *d, struct hl_listener *l, char *buf, size_t len)
+{
+	int r;
+
+	*d = (struct hdaemon){ 0 };
+	*l = combo_listener(cur, "any", NULL, buf, len);
+	l->address = "*";
+	r = harness_start(d, l, 1, NULL);
+	ck_assert_msg(r == 0, "[%s] netechod on address \"*\" did not start: %s", cur->tcase,
+		      strerror(-r));
+}
+
+/* A client connect()ed to addr:port, as nc -u and most probes are: the
+ * kernel drops a reply from any other address, so the echo must come
+ * from addr. */
+static void
+connected_roundtrip(const char *addr, uint16_t port, const char *msg)
+{
+	_cleanup_(closep) int fd = harness_udp_client(addr, port, true, NULL);
+	char got[256];
+	ssize_t n;
+
+	ck_assert_msg(fd >= 0, "[%s] udp socket connected to %s: %s", cur->tcase, addr,
+		      strerror(-fd));
+	n = harness_udp_roundtrip(fd, msg, strlen(msg), got, sizeof(got), IO_MS);
+	ck_assert_msg(n == (ssize_t)strlen(msg) && memcmp(got, msg, strlen(msg)) == 0,
+		      "[%s] client connect()ed to %s:%u got no echo (%s): the reply must leave "
+		      "from the address the client sent to",
+		      cur->tcase, addr, port, n < 0 ? strerror((int)-n) : "wrong reply");
+}
+
+/* An unconnected client sees where the reply came from: addr:port. */
+static void
+reply_source_is(int fd, const char *addr, uint16_t port, const char *msg)
+{
+	struct sockaddr_storage to, from;
+	char got[256], want[SOCKADDR_STR_MAX], seen[SOCKADDR_STR_MAX];
+	_cleanup_(closep) int tmp = harness_udp_client(addr, port, false, &to);
+	ssize_t n;
+
+	ck_assert_msg(tmp >= 0, "[%s] address %s: %s", cur->tcase, addr, strerror(-tmp));
+	n = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&to,
+		   sockaddr_len((union sockaddr_any *)&to));
+	ck_assert_msg(n == (ssize_t)strlen(msg), "[%s] sendto %s: %s", cur->tcase, addr,
+		      n < 0 ? strerror(errno) : "short");
+	n = harness_recvfrom_timeout(fd, got, sizeof(got), &from, IO_MS);
+	ck_assert_msg(n == (ssize_t)strlen(msg) && memcmp(got, msg, strlen(msg)) == 0,
+		      "[%s] datagram to %s:%u: no echo (%s)", cur->tcase, addr, port,
+		      n < 0 ? strerror((int)-n) : "wrong reply");
+	(void)sockaddr_to_string((union sockaddr_any *)&to, want, sizeof(want));
+	(void)sockaddr_to_string((union sockaddr_any *)&from, seen, sizeof(seen));
+	ck_assert_msg(sockaddr_equal((union sockaddr_any *)&from, (union sockaddr_any *)&to),
+		      "[%s] datagram sent to %s answered from %s", cur->tcase, want, seen);
+}
+
+START_TEST(echo_udp_reply_leaves_from_the_address_sent_to)
+{
+	static const char *const addrs[] = { "127.0.0.2", "127.0.0.3", "127.0.0.1", "127.0.0.4" };
+	_cleanup_(closep) int fd = -1;
+	struct hdaemon d;
+	struct hl_listener l;
+	char buf[256], msg[64];
+
+	start_wildcard(&d, &l, buf, sizeof(buf));
+	/* Three clients per address, each from its own port: with several
+	 * workers (SO_REUSEPORT spreads by source) every worker answers. */
+	for (size_t i = 0; i < 3 * ELEMENTSOF(addrs); i++) {
+		snprintf(msg, sizeof(msg), "to %s, client %zu", addrs[i % ELEMENTSOF(addrs)], i);
+		connected_roundtrip(addrs[i % ELEMENTSOF(addrs)], l.port, msg);
+	}
+	fd = harness_udp_client("127.0.0.1", l.port, false, NULL);
+	ck_assert_int_ge(fd, 0);
+	for (size_t i = 0; i < ELEMENTSOF(addrs); i++)
+		reply_source_is(fd, addrs[i], l.port, addrs[i]);
+	stop_clean(&d);
+}
+END_TEST
+
+START_TEST(echo_udp_reply_source_ipv6_and_ipv4_mapped)
+{
+	static const char *const addrs[] = { "::1", "::ffff:127.0.0.2", "::ffff:127.0.0.3",
+					     "127.0.0.5" };
+	_cleanup_(closep) int fd = -1;
+	struct hdaemon d;
+	struct hl_listener l;
+	char buf[256], msg[64];
+
+	cur = &combos[_i];
+	start_wildcard(&d, &l, buf, sizeof(buf));
+	for (size_t i = 0; i < 2 * ELEMENTSOF(addrs); i++) {
+		snprintf(msg, sizeof(msg), "to %s, client %zu", addrs[i % ELEMENTSOF(addrs)], i);
+		connected_roundtrip(addrs[i % ELEMENTSOF(addrs)], l.port, msg);
+	}
+	/* One dual-stack client socket: IPv6 and IPv4-mapped from one fd. */
+	fd = harness_udp_client("::ffff:127.0.0.1", l.port, false, NULL);
+	ck_assert_int_ge(fd, 0);
+	for (size_t i = 0; i < 3; i++)
+		reply_source_is(fd, addrs[i], l.port, addrs[i]);
+	stop_clean(&d);
+}
+END_TEST
+
 static Suite *
 echo_suite(void)
 {
@@ -1169,6 +1277,7 @@ echo_suite(void)
 			tcase_add_loop_test(tc, echo_udp_access_lists, 0, ELEMENTSOF(access_cases));
 			tcase_add_test(tc, echo_udp_rate_limit_caps_replies);
 			tcase_add_test(tc, echo_udp_clean_stop);
+			tcase_add_test(tc, echo_udp_reply_leaves_from_the_address_sent_to);
 		}
 		suite_add_tcase(s, tc);
 	}
@@ -1182,6 +1291,21 @@ echo_suite(void)
 		tcase_add_checked_fixture(tc, setups[i], teardown);
 		tcase_set_timeout(tc, TCASE_TIMEOUT);
 		tcase_add_test(tc, echo_udp_ignores_privileged_source_port);
+		suite_add_tcase(s, tc);
+	}
+
+	/* Needs ::1: tagged, run as meson test echo-ipv6, a skip without it.
+	 * One case, each UDP combination a loop iteration: no fixture daemon. */
+	{
+		size_t first_udp = 0;
+
+		while (strcmp(combos[first_udp].protocol, "udp") != 0)
+			first_udp++;
+		tc = tcase_create("udp-ipv6");
+		tcase_set_tags(tc, HARNESS_TAG_IPV6);
+		tcase_set_timeout(tc, TCASE_TIMEOUT);
+		tcase_add_loop_test(tc, echo_udp_reply_source_ipv6_and_ipv4_mapped,
+				    (int)first_udp, (int)ELEMENTSOF(combos));
 		suite_add_tcase(s, tc);
 	}
 

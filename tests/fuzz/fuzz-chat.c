@@ -260,12 +260,14 @@ upeer_of(const union sockaddr_any *to)
 }
 
 static void
-udp_send_to(void *ctx, const union sockaddr_any *to, const char *line, size_t len)
+udp_send_to(void *ctx, const union sockaddr_any *to, const struct dgram_local *from,
+	    const char *line, size_t len)
 {
 	static const char *const names[MEMBERS] = { "udp0", "udp1", "udp2", "udp3" };
 	int k = upeer_of(to);
 	const char *tok;
 
+	(void)from; /* no sockets here: every peer is sent to from one place */
 	if (k < 0)
 		FAIL("udp: a datagram to an address that never sent one");
 	check_line(names[k], line, len);
@@ -353,12 +355,12 @@ run_udp(const struct chat_settings *set, struct script *s)
 		case 3:
 			(void)take_byte(s, &arg);
 			len = take_bytes(s, kind == 3 ? (size_t)arg * 64 : arg, &data);
-			chat_udp_datagram(u, &transport, NULL, &upeers[k].addr, data, len, now);
+			chat_udp_datagram(u, &transport, NULL, &upeers[k].addr, NULL, data, len, now);
 			udp_check_step(k, "datagram");
 			break;
 		case 4:
 			len = (size_t)snprintf(buf, sizeof(buf), "/join %s", upeers[k].token);
-			chat_udp_datagram(u, &transport, NULL, &upeers[k].addr, (const uint8_t *)buf,
+			chat_udp_datagram(u, &transport, NULL, &upeers[k].addr, NULL, (const uint8_t *)buf,
 					  len, now);
 			udp_check_step(k, "/join");
 			break;
@@ -370,7 +372,7 @@ run_udp(const struct chat_settings *set, struct script *s)
 			break;
 		case 6:
 			len = (size_t)snprintf(buf, sizeof(buf), "peer%d\r\n", k);
-			chat_udp_datagram(u, &transport, NULL, &upeers[k].addr, (const uint8_t *)buf,
+			chat_udp_datagram(u, &transport, NULL, &upeers[k].addr, NULL, (const uint8_t *)buf,
 					  len, now);
 			udp_check_step(k, "name");
 			break;
