@@ -1,5 +1,6 @@
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -588,6 +589,12 @@ struct chat_member {
 	struct linebuf in;
 	uint64_t deadline_usec; /* for a name */
 	bool closing;           /* close requested, input ignored */
+	/* On r->behind: more than CHAT_HOLD_MIN unsent when last looked at. */
+	bool behind;
+	struct chat_member *behind_prev, *behind_next;
+	bool timed;              /* looked at since: the two below are set */
+	uint64_t seen_delivered; /* its transport's delivered() then */
+	uint64_t progress_usec;  /* when that last grew */
 	char nick[CHAT_NAME_MAX + 1];
 	char host[CHAT_HOST_MAX];
 };
@@ -621,6 +628,10 @@ struct chat_room {
 	char *out; /* reply being built */
 	size_t out_size;
 	bool shutdown;
+	/* Named members that may hold the senders back. n_behind is also read
+	 * without the lock, for the common answer "nobody". */
+	struct chat_member *behind;
+	_Atomic unsigned n_behind;
 };
 
 static const char *
@@ -781,6 +792,40 @@ source_ref(struct chat_room *r, const char *host, uint64_t now_usec)
 }
 
 static void
+behind_unlink(struct chat_room *r, struct chat_member *m)
+{
+	if (!m->behind)
+		return;
+	if (m->behind_prev)
+		m->behind_prev->behind_next = m->behind_next;
+	else
+		r->behind = m->behind_next;
+	if (m->behind_next)
+		m->behind_next->behind_prev = m->behind_prev;
+	m->behind_prev = m->behind_next = NULL;
+	m->behind = false;
+	atomic_fetch_sub_explicit(&r->n_behind, 1, memory_order_relaxed);
+}
+
+/* After output to m: list it when it fell behind. Its 1 s clock starts at
+ * the next look, so a member that just fell behind holds the room. */
+static void
+note_behind(struct chat_room *r, struct chat_member *m)
+{
+	if (m->behind || m->state != MEMBER_NAMED || !r->t.unsent ||
+	    r->t.unsent(m->ctx) <= CHAT_HOLD_MIN)
+		return;
+	m->behind = true;
+	m->timed = false;
+	m->behind_prev = NULL;
+	m->behind_next = r->behind;
+	if (r->behind)
+		r->behind->behind_prev = m;
+	r->behind = m;
+	atomic_fetch_add_explicit(&r->n_behind, 1, memory_order_relaxed);
+}
+
+static void
 member_free(struct chat_member *m)
 {
 	linebuf_release(&m->in);
@@ -796,6 +841,7 @@ tcp_send(void *room, void *m, const char *line, size_t len)
 	struct chat_member *to = m;
 
 	r->t.send(to->ctx, line, len);
+	note_behind(r, to);
 }
 
 static void
@@ -804,8 +850,10 @@ tcp_broadcast(void *room, void *except, const char *line, size_t len)
 	struct chat_room *r = room;
 
 	for (struct chat_member *m = r->lists[MEMBER_NAMED].first; m; m = m->next)
-		if (m != except)
+		if (m != except) {
 			r->t.send(m->ctx, line, len);
+			note_behind(r, m);
+		}
 }
 
 static void *
@@ -869,6 +917,7 @@ tcp_remove(void *room, void *m)
 
 	if (mm->state == MEMBER_NAMED)
 		table_remove(r, &r->nicks, mm);
+	behind_unlink(r, mm);
 	member_move(r, mm, MEMBER_GONE);
 	linebuf_release(&mm->in);
 }
@@ -915,7 +964,8 @@ chat_room_new(struct chat_room **ret, const struct chat_settings *s,
 {
 	struct chat_room *r;
 
-	if (!s || !t || !t->send || !t->close || s->max_line == 0)
+	if (!s || !t || !t->send || !t->close || !t->unsent != !t->delivered ||
+	    s->max_line == 0)
 		return -EINVAL;
 	r = calloc(1, sizeof(*r));
 	if (!r)
@@ -1102,6 +1152,7 @@ chat_room_leave(struct chat_room *r, struct chat_member *m)
 	if (!m)
 		return;
 	pthread_mutex_lock(&r->lock);
+	behind_unlink(r, m);
 	if (m->state == MEMBER_NAMED) {
 		table_remove(r, &r->nicks, m);
 		list_unlink(&r->lists[MEMBER_NAMED], m);
@@ -1159,4 +1210,35 @@ chat_room_online(struct chat_room *r)
 	n = r->lists[MEMBER_NAMED].n;
 	pthread_mutex_unlock(&r->lock);
 	return n;
+}
+
+bool
+chat_room_senders_wait(struct chat_room *r, uint64_t now_usec)
+{
+	struct chat_member *m, *next;
+	bool wait = false;
+
+	if (atomic_load_explicit(&r->n_behind, memory_order_relaxed) == 0)
+		return false;
+	pthread_mutex_lock(&r->lock);
+	for (m = r->behind; m && !r->shutdown; m = next) {
+		uint64_t done;
+
+		next = m->behind_next;
+		if (r->t.unsent(m->ctx) <= CHAT_HOLD_MIN) {
+			behind_unlink(r, m);
+			continue;
+		}
+		done = r->t.delivered(m->ctx);
+		if (!m->timed || done != m->seen_delivered) {
+			m->timed = true;
+			m->seen_delivered = done;
+			m->progress_usec = now_usec;
+		}
+		/* Other threads may pass a slightly older time. */
+		if (now_usec < m->progress_usec + CHAT_HOLD_USEC)
+			wait = true;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return wait;
 }

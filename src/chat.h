@@ -19,6 +19,13 @@ union sockaddr_any;
 #define CHAT_NAME_TIMEOUT_USEC (30 * UINT64_C(1000000))
 /* Unsent output beyond this disconnects a client (slow consumer). */
 #define CHAT_OUT_MAX (64 * 1024)
+/* A named member with more than this unsent that keeps reading holds every
+ * sender back (chat_room_senders_wait()): under a flood the flooder slows
+ * down to the pace of the readers, and nobody who reads is dropped... */
+#define CHAT_HOLD_MIN (32 * 1024)
+/* ...unless it took nothing for this long: a member that stopped reading
+ * holds nobody back any more, and goes as a slow consumer. */
+#define CHAT_HOLD_USEC UINT64_C(1000000)
 
 struct chat_settings {
 	const char *listener; /* room name in the welcome line */
@@ -39,6 +46,11 @@ struct chat_transport {
 	/* Close ctx's connection once what was queued is sent. reason is a
 	 * static string for the log ("quit", "name timeout", ...). */
 	void (*close)(void *ctx, const char *reason);
+	/* Both or neither (then the room never holds senders back): bytes
+	 * queued for ctx's client that its socket has not taken yet, and how
+	 * many it took so far. Called with the room's lock held. */
+	size_t (*unsent)(void *ctx);
+	uint64_t (*delivered)(void *ctx);
 };
 
 int chat_room_new(struct chat_room **ret, const struct chat_settings *s,
@@ -62,6 +74,10 @@ void chat_room_shutdown(struct chat_room *r);
 uint64_t chat_room_tick(struct chat_room *r, uint64_t now_usec);
 /* Named clients. */
 unsigned chat_room_online(struct chat_room *r);
+/* Should every member's input wait? True while a named member has more
+ * than CHAT_HOLD_MIN unsent and its socket took some of it within the
+ * last CHAT_HOLD_USEC. Cheap when nobody is behind. */
+bool chat_room_senders_wait(struct chat_room *r, uint64_t now_usec);
 
 /* ---------------- datagram (UDP) rooms ---------------- */
 

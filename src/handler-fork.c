@@ -397,13 +397,84 @@ const struct model_ops handler_fork_ops = {
 
 #define PUMP_BUF (16 * 1024)
 
+/* What the client's socket took, as the pump counts it for the hub: the
+ * hub's unsent output is what it queued minus this, the same meaning as
+ * in the models that write to the client themselves, whatever waits in
+ * the socketpair and the pump meanwhile. The slots live in MAP_SHARED
+ * pages the hub maps before it forks the pumps that use them; a slot is
+ * reused only once the hub's session and the pump are both gone. One hub
+ * per process, so the table is plain static state of the hub. */
+struct pump_slot {
+	_Atomic uint64_t delivered; /* written by the pump only */
+	pid_t pid;                  /* hub only, as the rest */
+	unsigned refs;              /* the session, the child; 0 = free */
+};
+
+static struct pump_slot **slot_pages;
+static size_t n_slot_pages;
+
+static size_t
+slots_per_page(void)
+{
+	return (size_t)sysconf(_SC_PAGESIZE) / sizeof(struct pump_slot);
+}
+
+static struct pump_slot *
+slot_get(void)
+{
+	size_t per = slots_per_page();
+	struct pump_slot **pages, *p;
+
+	for (size_t i = 0; i < n_slot_pages; i++)
+		for (size_t j = 0; j < per; j++)
+			if (slot_pages[i][j].refs == 0)
+				return &slot_pages[i][j];
+	pages = realloc(slot_pages, (n_slot_pages + 1) * sizeof(*pages));
+	if (!pages)
+		return NULL;
+	slot_pages = pages;
+	p = mmap(NULL, per * sizeof(*p), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	slot_pages[n_slot_pages++] = p;
+	return p;
+}
+
+static void
+slot_unref(struct pump_slot *p)
+{
+	if (p && p->refs > 0 && --p->refs == 0)
+		p->pid = 0;
+}
+
+void
+handler_fork_pump_done(const _Atomic uint64_t *delivered)
+{
+	if (delivered)
+		slot_unref(container_of(delivered, struct pump_slot, delivered));
+}
+
+void
+handler_fork_pump_reaped(pid_t pid)
+{
+	size_t per = slots_per_page();
+
+	for (size_t i = 0; i < n_slot_pages; i++)
+		for (size_t j = 0; j < per; j++)
+			if (slot_pages[i][j].refs > 0 && slot_pages[i][j].pid == pid) {
+				slot_unref(&slot_pages[i][j]);
+				return;
+			}
+}
+
 /* drain_ms: how long the client may take to read what the hub sent last,
  * once the hub is done with it (the listener's shutdown_timeout). */
 static void
-pump(int client, int hub, int drain_ms)
+pump(int client, int hub, int drain_ms, _Atomic uint64_t *delivered)
 {
 	uint8_t to_hub[PUMP_BUF], to_client[PUMP_BUF];
 	size_t n_to_hub = 0, n_to_client = 0;
+	uint64_t sent = 0;
 	bool client_eof = false, hub_eof = false, hub_shut = false;
 
 	(void)fd_set_nonblock(client, true);
@@ -468,6 +539,8 @@ pump(int client, int hub, int drain_ms)
 			if (n > 0) {
 				memmove(to_client, to_client + n, n_to_client - (size_t)n);
 				n_to_client -= (size_t)n;
+				sent += (uint64_t)n;
+				atomic_store_explicit(delivered, sent, memory_order_relaxed);
 			}
 		}
 	}
@@ -500,13 +573,21 @@ keep_only(int *a, int *b)
 }
 
 int
-handler_fork_pump(struct listener_rt *l, int cfd, int *ret_hub_fd, pid_t *ret_pid)
+handler_fork_pump(struct listener_rt *l, int cfd, int *ret_hub_fd, pid_t *ret_pid,
+		  const _Atomic uint64_t **ret_delivered)
 {
 	int sp[2], small = 16 * 1024;
+	struct pump_slot *slot;
 	pid_t pid;
 
+	slot = slot_get();
+	if (!slot)
+		return -ENOMEM;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
 		return -errno;
+	/* Taken before the fork, so the child has the page and the count. */
+	atomic_store_explicit(&slot->delivered, 0, memory_order_relaxed);
+	slot->refs = 2;
 	/* Small socket buffers: a client that stops reading backs up to
 	 * the hub quickly, where the 64 KiB slow-consumer rule applies. */
 	for (int i = 0; i < 2; i++) {
@@ -518,6 +599,7 @@ handler_fork_pump(struct listener_rt *l, int cfd, int *ret_hub_fd, pid_t *ret_pi
 		int r = -errno;
 		safe_close(sp[0]);
 		safe_close(sp[1]);
+		slot->refs = 0;
 		return r;
 	}
 	if (pid == 0) {
@@ -532,11 +614,13 @@ handler_fork_pump(struct listener_rt *l, int cfd, int *ret_hub_fd, pid_t *ret_pi
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		handler_tune_stream(cfd);
-		pump(cfd, hub, (int)MIN(l->shutdown_timeout, 3600u) * 1000);
+		pump(cfd, hub, (int)MIN(l->shutdown_timeout, 3600u) * 1000, &slot->delivered);
 		_exit(0);
 	}
 	safe_close(sp[1]);
+	slot->pid = pid;
 	*ret_hub_fd = sp[0];
 	*ret_pid = pid;
+	*ret_delivered = &slot->delivered;
 	return 0;
 }

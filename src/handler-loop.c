@@ -25,6 +25,8 @@ struct lconn {
 	struct session s;
 	struct lconn *pending_next; /* on w->pending, under pending_lock */
 	bool queued;
+	struct lconn *held_next; /* on w->held (owner thread only) */
+	bool on_held;
 	pthread_mutex_t lock; /* shared sessions only */
 };
 
@@ -54,6 +56,11 @@ struct lworker {
 	struct lconn *pending;
 	pthread_mutex_t pending_lock;
 	struct loop_timer pending_timer;
+	/* Sessions whose input the service holds back: looked at again
+	 * every SESSION_HOLD_RECHECK_USEC, or at once when another session
+	 * finds input free again. */
+	struct lconn *held;
+	struct loop_timer hold_timer;
 	bool shared;   /* sessions are reachable from other threads */
 	int wake_fd;   /* eventfd, shared only */
 	pthread_t owner;
@@ -138,6 +145,19 @@ pending_unlink(struct lworker *w, struct lconn *c)
 		pthread_mutex_unlock(&w->pending_lock);
 }
 
+static void
+held_unlink(struct lworker *w, struct lconn *c)
+{
+	if (!c->on_held)
+		return;
+	for (struct lconn **p = &w->held; *p; p = &(*p)->held_next)
+		if (*p == c) {
+			*p = c->held_next;
+			break;
+		}
+	c->on_held = false;
+}
+
 static bool
 worker_done_draining(struct lworker *w)
 {
@@ -154,10 +174,12 @@ conn_free(struct lconn *c)
 	if (w->lst->service->on_close)
 		w->lst->service->on_close(s);
 	pending_unlink(w, c);
+	held_unlink(w, c);
 	loop_remove(w->loop, s->fd);
 	lru_unlink(w, c);
 	session_log_close(s);
 	safe_close(s->fd);
+	handler_fork_pump_done(s->delivered);
 	handler_release(w->lst, &s->peer);
 	session_done(s);
 	if (s->lock)
@@ -188,9 +210,27 @@ idle_fire(struct loop *l, struct loop_timer *t, void *userdata)
 }
 
 static void
+on_hold_recheck(struct loop *l, struct loop_timer *t, void *userdata)
+{
+	struct lworker *w = userdata;
+	struct lconn *list = w->held;
+
+	w->held = NULL;
+	for (struct lconn *c = list; c; c = c->held_next)
+		c->on_held = false;
+	while (list) {
+		struct lconn *c = list;
+
+		list = c->held_next;
+		conn_update(c);
+	}
+}
+
+static void
 conn_update(struct lconn *c)
 {
 	struct session *s = &c->s;
+	struct lworker *w = c->w;
 	unsigned ev;
 
 	if (session_finished(s)) {
@@ -198,6 +238,24 @@ conn_update(struct lconn *c)
 		return;
 	}
 	ev = (session_wants_read(s) ? LOOP_READ : 0) | (session_wants_write(s) ? LOOP_WRITE : 0);
+	if (s->held) {
+		if (!c->on_held) {
+			c->on_held = true;
+			c->held_next = w->held;
+			w->held = c;
+		}
+		if (!w->hold_timer.deadline)
+			loop_timer_set(w->loop, &w->hold_timer,
+				       loop_now(w->loop) + SESSION_HOLD_RECHECK_USEC, on_hold_recheck,
+				       w);
+	} else if ((ev & LOOP_READ) && w->held && w->hold_timer.deadline > 1)
+		/* Input is free again: the held ones need not wait for the
+		 * timer. */
+		loop_timer_set(w->loop, &w->hold_timer, 1, on_hold_recheck, w);
+	if (!ev && s->held) {
+		(void)loop_set_events(w->loop, s->fd, 0);
+		return;
+	}
 	if (!ev) {
 		/* Kept input the service will not take while nothing is
 		 * left to send: it can never progress. */
@@ -308,10 +366,11 @@ on_conn(struct acceptor *a, int cfd, const union sockaddr_any *peer)
 	}
 	c->w = w;
 	if (w->hub) {
+		const _Atomic uint64_t *delivered;
 		int hfd;
 		pid_t pid;
 
-		r = handler_fork_pump(lst, cfd, &hfd, &pid);
+		r = handler_fork_pump(lst, cfd, &hfd, &pid, &delivered);
 		if (r < 0) {
 			handler_release(lst, peer);
 			free(c);
@@ -323,15 +382,19 @@ on_conn(struct acceptor *a, int cfd, const union sockaddr_any *peer)
 		cfd = hfd;
 		(void)fd_set_nonblock(cfd, true);
 		w->n_children++;
-	} else
+		session_init(&c->s, cfd, lst, &loop_driver, peer, loop_now(a->loop));
+		c->s.delivered = delivered;
+	} else {
 		handler_tune_stream(cfd);
-	session_init(&c->s, cfd, lst, &loop_driver, peer, loop_now(a->loop));
+		session_init(&c->s, cfd, lst, &loop_driver, peer, loop_now(a->loop));
+	}
 	if (w->shared) {
 		pthread_mutex_init(&c->lock, NULL);
 		c->s.lock = &c->lock;
 	}
 	r = loop_add(w->loop, cfd, LOOP_READ, conn_io, c);
 	if (r < 0) {
+		handler_fork_pump_done(c->s.delivered);
 		handler_release(lst, peer);
 		if (c->s.lock)
 			pthread_mutex_destroy(&c->lock);
@@ -397,6 +460,7 @@ worker_stop(struct lworker *w)
 		return;
 	w->stopping = true;
 	loop_timer_set(w->loop, &w->tick_timer, 0, NULL, NULL);
+	loop_timer_set(w->loop, &w->hold_timer, 0, NULL, NULL);
 	if (w->lst->cfg.protocol == PROTOCOL_TCP)
 		acceptor_stop(&w->acceptor);
 	else {
@@ -446,6 +510,7 @@ reap_pumps(struct lworker *w)
 	pid_t pid;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		handler_fork_pump_reaped(pid);
 		if (w->n_children > 0)
 			w->n_children--;
 		if (WIFSIGNALED(status))

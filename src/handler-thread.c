@@ -94,6 +94,15 @@ serve_shared(struct tconn *c)
 			timeout = (int)MIN((due - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC,
 					   (uint64_t)INT32_MAX);
 		}
+		if (s->held) {
+			/* The room holds input back: look again soon. A hang-up
+			 * must not make poll() return at once meanwhile. */
+			int recheck = (int)(SESSION_HOLD_RECHECK_USEC / USEC_PER_MSEC);
+
+			timeout = timeout < 0 ? recheck : MIN(timeout, recheck);
+			if (!p[0].events)
+				p[0].fd = -1;
+		}
 		r = poll(p, 2, timeout);
 		if (r < 0) {
 			if (errno == EINTR)

@@ -1,4 +1,5 @@
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -394,6 +395,11 @@ handler_serve_blocking(struct session *s)
 			break;
 		}
 		if (!session_wants_read(s)) {
+			if (s->held) {
+				/* The service holds input back; look again soon. */
+				(void)poll(NULL, 0, (int)(SESSION_HOLD_RECHECK_USEC / USEC_PER_MSEC));
+				continue;
+			}
 			if (!session_wants_write(s) && !session_finished(s)) {
 				session_resume(s);
 				if (!session_wants_write(s))

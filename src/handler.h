@@ -91,8 +91,14 @@ void handler_serve_blocking(struct session *s);
 
 /* Fork model chat: fork a child that pumps bytes between the client cfd
  * (closed here) and a socketpair whose other end (*ret_hub_fd, for the
- * hub's session) comes back. */
-int handler_fork_pump(struct listener_rt *l, int cfd, int *ret_hub_fd, pid_t *ret_pid);
+ * hub's session) comes back. *ret_delivered counts the bytes the child
+ * wrote to the client (memory shared with it: the session's delivered);
+ * it stays valid until both handler_fork_pump_done() for it and
+ * handler_fork_pump_reaped() for the child were called. */
+int handler_fork_pump(struct listener_rt *l, int cfd, int *ret_hub_fd, pid_t *ret_pid,
+		      const _Atomic uint64_t **ret_delivered);
+void handler_fork_pump_done(const _Atomic uint64_t *delivered);
+void handler_fork_pump_reaped(pid_t pid);
 
 /* Block every signal in the calling thread (worker threads). */
 void handler_block_signals(void);

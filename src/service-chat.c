@@ -28,9 +28,23 @@ t_close(void *ctx, const char *reason)
 	session_close(ctx, reason);
 }
 
+static size_t
+t_unsent(void *ctx)
+{
+	return session_unsent(ctx);
+}
+
+static uint64_t
+t_delivered(void *ctx)
+{
+	return session_delivered(ctx);
+}
+
 static const struct chat_transport transport = {
 	.send = t_send,
 	.close = t_close,
+	.unsent = t_unsent,
+	.delivered = t_delivered,
 };
 
 static void
@@ -129,6 +143,16 @@ chat_on_data(struct session *s, const uint8_t *p, size_t n)
 	return n;
 }
 
+/* One rule for every model: while a member that reads is behind, nobody's
+ * input is read, so a flooder waits for the readers. */
+static bool
+chat_hold_input(struct session *s)
+{
+	struct chat_state *st = s->lst->service_state;
+
+	return st->room && chat_room_senders_wait(st->room, now_usec());
+}
+
 static void
 chat_on_close(struct session *s)
 {
@@ -182,6 +206,7 @@ const struct service_ops service_chat_ops = {
 	.listener_done = chat_listener_done,
 	.on_open = chat_on_open,
 	.on_data = chat_on_data,
+	.hold_input = chat_hold_input,
 	.on_close = chat_on_close,
 	.on_shutdown = chat_on_shutdown,
 	.on_datagram = chat_on_datagram,

@@ -22,6 +22,11 @@ struct service_ops {
 	/* Input arrived; return how many bytes were consumed. What is not
 	 * consumed is offered again once output drained. */
 	size_t (*on_data)(struct session *s, const uint8_t *p, size_t n);
+	/* Input of every stream session waits while this returns true
+	 * (chat: a member that keeps reading is behind; the senders slow
+	 * down, not the reader). May be NULL. Any thread; not with s's
+	 * lock held. */
+	bool (*hold_input)(struct session *s);
 	/* The peer half-closed. */
 	void (*on_eof)(struct session *s);
 	/* The connection is going away (any reason). */

@@ -59,10 +59,49 @@ session_done(struct session *s)
 	buffer_release(&s->out);
 }
 
+static uint64_t
+delivered_locked(const struct session *s)
+{
+	return s->delivered ? atomic_load_explicit(s->delivered, memory_order_relaxed)
+			    : s->bytes_out;
+}
+
+/* Queued here plus written on but not yet on the client's socket: the
+ * same meaning whatever sits between the session and the client. */
+static size_t
+unsent_locked(const struct session *s)
+{
+	uint64_t queued = s->bytes_out + buffer_len(&s->out), done = delivered_locked(s);
+
+	return done >= queued ? 0 : (size_t)(queued - done);
+}
+
+size_t
+session_unsent(struct session *s)
+{
+	size_t r;
+
+	lock(s);
+	r = s->broken ? 0 : unsent_locked(s);
+	unlock(s);
+	return r;
+}
+
+uint64_t
+session_delivered(struct session *s)
+{
+	uint64_t r;
+
+	lock(s);
+	r = delivered_locked(s);
+	unlock(s);
+	return r;
+}
+
 size_t
 session_send_space(const struct session *s)
 {
-	size_t l = buffer_len(&s->out);
+	size_t l = unsent_locked(s);
 
 	return l >= SESSION_OUT_MAX ? 0 : SESSION_OUT_MAX - l;
 }
@@ -138,7 +177,7 @@ session_sendv(struct session *s, const struct iovec *iov, int n_iov)
 			goto out;
 	}
 
-	if (buffer_len(&s->out) + (total - skip) > SESSION_OUT_MAX) {
+	if (unsent_locked(s) + (total - skip) > SESSION_OUT_MAX) {
 		/* Only chat can get here: echo asks for space first. The
 		 * owner learns of it when woken. */
 		if (!s->close_reason)
@@ -323,13 +362,17 @@ session_flush(struct session *s)
 bool
 session_wants_read(struct session *s)
 {
+	const struct service_ops *svc = s->lst->service;
 	bool r;
 
 	lock(s);
 	r = !s->read_eof && !s->closing && !s->broken && buffer_len(&s->in) == 0 &&
-	    buffer_len(&s->out) < SESSION_OUT_MAX;
+	    unsent_locked(s) < SESSION_OUT_MAX;
 	unlock(s);
-	return r;
+	/* Asked last and without our lock: the service takes its own (the
+	 * room's), which is taken before ours everywhere else. */
+	s->held = r && svc->hold_input && svc->hold_input(s);
+	return r && !s->held;
 }
 
 bool

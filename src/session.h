@@ -14,8 +14,13 @@ struct listener_rt;
 struct session;
 
 /* Unsent output beyond this closes a connection as a slow consumer (chat)
- * or pauses reading (echo). */
+ * or pauses reading (echo). "Unsent" is what the client's socket has not
+ * taken yet, wherever it waits: in this session's queue, or (fork model
+ * chat) in a socketpair and the pump process behind it. */
 #define SESSION_OUT_MAX (64 * 1024)
+/* While the service holds input back (service_ops.hold_input), drivers
+ * look again this often. */
+#define SESSION_HOLD_RECHECK_USEC (5 * USEC_PER_MSEC)
 /* Largest read() of stream input. */
 #define SESSION_READ_CHUNK (16 * 1024)
 /* Most iovecs one session_sendv() takes. */
@@ -49,6 +54,14 @@ struct session {
 	pthread_mutex_t *lock;
 	struct listener_rt *lst;
 	const struct session_driver *driver;
+	/* Bytes the client's socket took, counted by whoever writes to it:
+	 * the fork model's pump, in shared memory. NULL: this session
+	 * writes to the client itself and bytes_out is that count. */
+	const _Atomic uint64_t *delivered;
+	/* The last session_wants_read() said no because the service holds
+	 * input back: the driver looks again within
+	 * SESSION_HOLD_RECHECK_USEC. Owner thread only. */
+	bool held;
 	void *service_data;
 	struct buffer in;  /* input the service has not consumed yet */
 	struct buffer out; /* output the socket has not taken yet */
@@ -85,8 +98,12 @@ const char *session_host_str(struct session *s);
 /* Bytes the service may still queue before hitting SESSION_OUT_MAX.
  * Owner thread only (echo). */
 size_t session_send_space(const struct session *s);
-/* Queue (or write through) output. Beyond SESSION_OUT_MAX the session is
- * closed as a slow consumer. */
+/* Output the client's socket has not taken yet, and what it took so far
+ * (it grows while the client reads). Any thread. */
+size_t session_unsent(struct session *s);
+uint64_t session_delivered(struct session *s);
+/* Queue (or write through) output. Beyond SESSION_OUT_MAX unsent the
+ * session is closed as a slow consumer. */
 void session_send(struct session *s, const void *p, size_t n);
 void session_sendv(struct session *s, const struct iovec *iov, int n_iov);
 /* Flush, then close. reason is a static string ("quit", "eof", ...). */
@@ -105,7 +122,9 @@ void session_resume(struct session *s);
 ssize_t session_read(struct session *s, uint8_t *scratch, size_t size);
 /* Write queued output. 0 all written, -EAGAIN some left, -errno error. */
 int session_flush(struct session *s);
-/* Should the driver poll for input? */
+/* Should the driver poll for input? No also while the service holds input
+ * back; then s->held is set and the driver asks again within
+ * SESSION_HOLD_RECHECK_USEC. Owner thread only. */
 bool session_wants_read(struct session *s);
 bool session_wants_write(struct session *s);
 /* Nothing more to do: close it. */

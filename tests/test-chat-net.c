@@ -290,10 +290,10 @@ tc_take_line(struct tclient *c, char *line, size_t max, size_t *ret_len)
 	return 1;
 }
 
-/* One recv() into the buffer without waiting: bytes, 0 at EOF, -EAGAIN,
- * or -errno. */
+/* One recv() of at most max bytes into the buffer without waiting:
+ * bytes, 0 at EOF, -EAGAIN, or -errno. */
 static ssize_t
-tc_fill(struct tclient *c)
+tc_fill_upto(struct tclient *c, size_t max)
 {
 	ssize_t n;
 
@@ -305,12 +305,19 @@ tc_fill(struct tclient *c)
 	ck_assert_msg(c->tail < sizeof(c->buf), "[%s] %s: receive buffer full", cur->tcase,
 		      c->label);
 	do
-		n = recv(c->fd, c->buf + c->tail, sizeof(c->buf) - c->tail, MSG_DONTWAIT);
+		n = recv(c->fd, c->buf + c->tail, MIN(max, sizeof(c->buf) - c->tail), MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
 	c->tail += (size_t)n;
 	return n;
+}
+
+/* As much as fits. */
+static ssize_t
+tc_fill(struct tclient *c)
+{
+	return tc_fill_upto(c, SIZE_MAX);
 }
 
 /* The next line: its length, GOT_EOF, -ETIMEDOUT or -errno. */
@@ -1212,6 +1219,209 @@ START_TEST(chat_tcp_slow_consumer_is_disconnected)
 		tc_who(bob, abf, 3);
 		tc_who(flood, abf, 3);
 	}
+}
+END_TEST
+
+/* A flood large enough to pass every socket buffer on the way: alice
+ * sends 10 MiB of 1 KiB lines as fast as TCP takes them, slowpoke never
+ * reads, bob reads all along, a line per turn, as an ordinary client
+ * does (slower than alice could send). Only slowpoke may go (as a slow consumer); the flooder is the one
+ * to wait, so bob gets every line, in order, and stays. */
+START_TEST(chat_tcp_flood_drops_only_the_member_that_does_not_read)
+{
+	enum { LINE = 1024, LINES = 10 * 1024, SEND_MAX = 64 * 1024, BOB_READ = LINE };
+	static const char *const ab[] = { "alice", "bob" };
+	_cleanup_(tc_freep) struct tclient *alice = NULL, *bob = NULL, *slow = NULL;
+	struct tclient *room[2];
+	size_t out_len = (size_t)LINES * LINE, out_off = 0;
+	char *out = malloc(out_len);
+	uint64_t deadline, drained = 0;
+	unsigned next = 0;
+	bool left = false;
+
+	ck_assert_ptr_nonnull(out);
+	for (unsigned k = 0; k < LINES; k++) {
+		char *l = out + (size_t)k * LINE;
+
+		memset(l, 'x', LINE - 1);
+		memcpy(l, "L", 1);
+		snprintf(l + 1, 9, "%07u ", k);
+		l[9] = 'x';
+		l[LINE - 1] = '\n';
+	}
+	start_chat(NULL, NULL);
+	room[0] = alice = tc_join("alice", NULL, 0);
+	room[1] = bob = tc_join("bob", room, 1);
+	slow = tc_join("slowpoke", room, 2);
+	/* From here on slowpoke never reads. */
+
+	deadline = now_usec() + 40 * USEC_PER_SEC;
+	while (next < LINES || !left) {
+		struct pollfd pfd[2] = {
+			{ .fd = bob->fd, .events = POLLIN },
+			{ .fd = alice->fd, .events = out_off < out_len ? POLLOUT : 0 },
+		};
+		char line[LINE_MAX_BYTES];
+		size_t len;
+		int r;
+
+		ck_assert_msg(now_usec() < deadline,
+			      "[%s] flood: bob got %u of %u lines within 40 s (alice sent %zu of %zu bytes, slowpoke left: %d)",
+			      cur->tcase, next, LINES, out_off, out_len, left);
+		r = poll(pfd, out_off < out_len ? 2 : 1, IO_MS);
+		ck_assert_int_ge(r, 0);
+		if (pfd[1].revents & (POLLOUT | POLLERR | POLLHUP)) {
+			ssize_t n = send(alice->fd, out + out_off, MIN((size_t)SEND_MAX, out_len - out_off),
+					 MSG_DONTWAIT | MSG_NOSIGNAL);
+
+			ck_assert_msg(n >= 0 || errno == EAGAIN || errno == EINTR,
+				      "[%s] alice: send: %s", cur->tcase, strerror(errno));
+			if (n > 0)
+				out_off += (size_t)n;
+		}
+		if (pfd[0].revents & (POLLIN | POLLERR | POLLHUP)) {
+			ssize_t n = tc_fill_upto(bob, BOB_READ);
+
+			ck_assert_msg(n > 0 || n == -EAGAIN,
+				      "[%s] bob, who reads all along, was disconnected after %u of %u lines (%s)",
+				      cur->tcase, next, LINES, n == 0 ? "EOF" : strerror((int)-n));
+		}
+		while (tc_take_line(bob, line, sizeof(line), &len)) {
+			unsigned k = UINT_MAX;
+
+			if (sscanf(line, "<alice> L%7u ", &k) == 1) {
+				ck_assert_msg(k == next && len == LINE - 1 + 8,
+					      "[%s] bob: flood line %u expected, got %u of %zu bytes (lost or reordered)",
+					      cur->tcase, next, k, len);
+				next++;
+			} else if (!left && strcmp(line, "* slowpoke left; 2 online") == 0) {
+				left = true;
+			} else {
+				ck_abort_msg("[%s] bob: unexpected line during the flood: '%s'",
+					     cur->tcase, escs(line));
+			}
+		}
+	}
+	free(out);
+	tc_expect(alice, "* slowpoke left; 2 online");
+	tc_who(alice, ab, 2);
+	tc_who(bob, ab, 2);
+
+	/* slowpoke's connection is closed: what it still gets ends in EOF. */
+	deadline = now_usec() + 10 * USEC_PER_SEC;
+	for (;;) {
+		char buf[65536];
+		ssize_t n = harness_recv_timeout(slow->fd, buf, sizeof(buf), IO_MS);
+
+		if (n == 0 || n == -ECONNRESET)
+			break;
+		ck_assert_msg(n > 0, "[%s] slowpoke: expected its connection closed, got %s",
+			      cur->tcase, strerror((int)-n));
+		drained += (uint64_t)n;
+		ck_assert_msg(drained <= (uint64_t)LINES * (LINE + 9) && now_usec() < deadline,
+			      "[%s] slowpoke: still receiving after %" PRIu64 " bytes", cur->tcase,
+			      drained);
+	}
+}
+END_TEST
+
+/* A busy room, no flood: 100 members each send 64-byte lines at 70 a
+ * second and read everything as it comes. Nobody is a slow consumer:
+ * every member stays and gets every line of every other, each sender's
+ * in order. */
+START_TEST(chat_tcp_100_members_at_70_lines_per_second)
+{
+	enum { N = 100, RATE = 70, PER = 140, LINE = 64 };
+	struct tclient *c[N] = { NULL };
+	unsigned sent[N] = { 0 }, got[N] = { 0 }, next[N][N];
+	uint64_t t0, deadline;
+	unsigned complete = 0;
+	bool done[N] = { false };
+
+	start_chat("max_clients = 128;", NULL);
+	memset(next, 0, sizeof(next));
+	for (size_t i = 0; i < N; i++) {
+		char nick[8];
+
+		snprintf(nick, sizeof(nick), "m%02zu", i);
+		c[i] = tc_join(nick, c, i);
+	}
+
+	t0 = now_usec();
+	deadline = t0 + 30 * USEC_PER_SEC;
+	while (complete < N) {
+		struct pollfd pfd[N];
+		uint64_t now = now_usec(), due = UINT64_MAX;
+		int r, timeout;
+
+		ck_assert_msg(now < deadline,
+			      "[%s] %d members x %d lines: not all delivered within 30 s (%u of %d receivers complete)",
+			      cur->tcase, N, PER, complete, N);
+		/* Paced: line k of member i is due at t0 + (k + i / N) / RATE. */
+		for (size_t i = 0; i < N; i++) {
+			while (sent[i] < PER &&
+			       t0 + ((uint64_t)sent[i] * N + i) * USEC_PER_SEC / ((uint64_t)RATE * N) <= now) {
+				char line[LINE + 1];
+
+				memset(line, 'y', LINE - 1);
+				snprintf(line, 8, "%06u ", sent[i]);
+				line[7] = 'y';
+				line[LINE - 1] = '\n';
+				tc_send_bytes(c[i], line, LINE);
+				sent[i]++;
+			}
+			if (sent[i] < PER)
+				due = MIN(due, t0 + ((uint64_t)sent[i] * N + i) * USEC_PER_SEC /
+							    ((uint64_t)RATE * N));
+			pfd[i] = (struct pollfd){ .fd = c[i]->fd, .events = POLLIN };
+		}
+		timeout = due == UINT64_MAX ? IO_MS : (int)(due > now ? (due - now) / 1000 : 0);
+		r = poll(pfd, N, timeout);
+		ck_assert_int_ge(r, 0);
+		for (size_t i = 0; i < N; i++) {
+			char line[LINE_MAX_BYTES];
+			size_t len;
+			ssize_t n;
+
+			if (!(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			n = tc_fill(c[i]);
+			ck_assert_msg(n > 0 || n == -EAGAIN,
+				      "[%s] m%02zu was disconnected after %u of %d lines (%s)",
+				      cur->tcase, i, got[i], (N - 1) * PER,
+				      n == 0 ? "EOF" : strerror((int)-n));
+			while (tc_take_line(c[i], line, sizeof(line), &len)) {
+				unsigned from = UINT_MAX, k = UINT_MAX;
+
+				ck_assert_msg(sscanf(line, "<m%2u> %6u ", &from, &k) == 2 &&
+						      from < N && from != i && len == LINE - 1 + 6,
+					      "[%s] m%02zu: unexpected line '%s'", cur->tcase, i,
+					      escs(line));
+				ck_assert_msg(k == next[i][from],
+					      "[%s] m%02zu: from m%02u expected line %u, got %u (lost or reordered)",
+					      cur->tcase, i, from, next[i][from], k);
+				next[i][from]++;
+				got[i]++;
+			}
+			if (got[i] == (N - 1) * PER && !done[i]) {
+				done[i] = true;
+				complete++;
+			}
+		}
+	}
+	/* Nothing more, and everybody is still there. */
+	for (size_t i = 0; i < N; i++) {
+		char line[LINE_MAX_BYTES];
+		ssize_t r;
+
+		tc_send(c[i], "/who\r\n");
+		r = tc_read_line(c[i], line, sizeof(line), IO_MS);
+		ck_assert_msg(r >= 0 && strncmp(line, "* 100 online: ", 14) == 0,
+			      "[%s] m%02zu: after all lines expected the /who answer, got %s",
+			      cur->tcase, i, describe(r, line));
+	}
+	for (size_t i = 0; i < N; i++)
+		tc_free(c[i]);
 }
 END_TEST
 
@@ -2269,6 +2479,8 @@ chat_net_suite(void)
 			tcase_add_test(tc, chat_tcp_line_too_long_is_refused_client_stays);
 			tcase_add_test(tc, chat_tcp_20_clients_50_messages_in_order);
 			tcase_add_test(tc, chat_tcp_slow_consumer_is_disconnected);
+			tcase_add_test(tc, chat_tcp_flood_drops_only_the_member_that_does_not_read);
+			tcase_add_test(tc, chat_tcp_100_members_at_70_lines_per_second);
 			tcase_add_test(tc, chat_tcp_server_full);
 			tcase_add_test(tc, chat_tcp_rate_limit_says_slow_down);
 			tcase_add_test(tc, chat_tcp_sigterm_tells_every_client);

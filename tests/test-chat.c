@@ -16,6 +16,8 @@
 
 struct client {
 	struct chat_member *m;
+	/* Bytes the room sent, and how many of them the "socket" took. */
+	uint64_t queued, delivered;
 	char **lines; /* "…\r\n" as sent, or "CLOSE reason" */
 	size_t n, cap, seen;
 	char host[64];
@@ -29,6 +31,7 @@ static bool quiet; /* while building big rooms: check lines, keep none */
 static void
 record(struct client *c, const char *s, size_t len)
 {
+	c->queued += len;
 	if (quiet)
 		return;
 	/* Plain checks here: every ck_assert() costs Check a write(). */
@@ -68,8 +71,30 @@ static const struct chat_transport transport = {
 	.close = fake_close,
 };
 
+static size_t
+fake_unsent(void *ctx)
+{
+	struct client *c = ctx;
+
+	return (size_t)(c->queued - c->delivered);
+}
+
+static uint64_t
+fake_delivered(void *ctx)
+{
+	return ((struct client *)ctx)->delivered;
+}
+
+/* The same, and it tells the room what each client's socket took. */
+static const struct chat_transport counting_transport = {
+	.send = fake_send,
+	.close = fake_close,
+	.unsent = fake_unsent,
+	.delivered = fake_delivered,
+};
+
 static void
-room_open(unsigned max_line, unsigned rate_limit)
+room_open_with(unsigned max_line, unsigned rate_limit, const struct chat_transport *t)
 {
 	struct chat_settings s = {
 		.listener = "lobby",
@@ -79,7 +104,13 @@ room_open(unsigned max_line, unsigned rate_limit)
 	};
 
 	room = chat_room_free(room);
-	ck_assert_int_eq(chat_room_new(&room, &s, &transport), 0);
+	ck_assert_int_eq(chat_room_new(&room, &s, t), 0);
+}
+
+static void
+room_open(unsigned max_line, unsigned rate_limit)
+{
+	room_open_with(max_line, rate_limit, &transport);
 }
 
 static void
@@ -1114,15 +1145,93 @@ START_TEST(chat_room_is_shared_by_threads)
 }
 END_TEST
 
+/* alice says n lines of 1000 bytes. */
+static void
+say_kilobytes(struct client *alice, unsigned n, uint64_t now)
+{
+	char line[1001];
+
+	memset(line, 'k', sizeof(line) - 1);
+	line[sizeof(line) - 1] = '\n';
+	for (unsigned i = 0; i < n; i++)
+		chat_member_input(room, alice->m, (const uint8_t *)line, sizeof(line), now);
+}
+
+START_TEST(chat_senders_wait_while_a_member_holds_back)
+{
+	struct client *alice, *bob, *slow;
+
+	room_open_with(2048, 0, &counting_transport);
+	alice = named(0, "alice", "127.0.0.1");
+	bob = named(1, "bob", "127.0.0.1");
+	slow = named(2, "slow", "127.0.0.1");
+	quiet = true;
+	for (int i = 0; i < 3; i++)
+		clients[i].delivered = clients[i].queued;
+	ck_assert(!chat_room_senders_wait(room, T0));
+
+	/* Under CHAT_HOLD_MIN unsent nobody waits. */
+	say_kilobytes(alice, 30, T0);
+	ck_assert(!chat_room_senders_wait(room, T0));
+	/* Over it, and the 1 s clock starts: both bob and slow hold. */
+	say_kilobytes(alice, 10, T0);
+	ck_assert_uint_gt(bob->queued - bob->delivered, CHAT_HOLD_MIN);
+	ck_assert(chat_room_senders_wait(room, T0));
+	ck_assert(chat_room_senders_wait(room, T0 + SEC / 2));
+	/* bob keeps reading, slow does not: bob holds the senders... */
+	bob->delivered += 1000;
+	ck_assert(chat_room_senders_wait(room, T0 + SEC * 9 / 10));
+	bob->delivered += 1000;
+	ck_assert(chat_room_senders_wait(room, T0 + SEC * 3 / 2));
+	/* ...until he caught up; slow, silent for over 1 s, holds nobody. */
+	bob->delivered = bob->queued - 1000;
+	ck_assert(!chat_room_senders_wait(room, T0 + SEC * 8 / 5));
+	ck_assert(!chat_room_senders_wait(room, T0 + 5 * SEC));
+
+	/* A member that stops reading while behind holds for 1 s, no more. */
+	say_kilobytes(alice, 40, T0 + 6 * SEC);
+	ck_assert(chat_room_senders_wait(room, T0 + 6 * SEC));
+	ck_assert(chat_room_senders_wait(room, T0 + 6 * SEC + SEC * 9 / 10));
+	ck_assert(!chat_room_senders_wait(room, T0 + 7 * SEC + SEC / 10));
+
+	/* One that leaves holds nobody, whatever it left unread. */
+	bob->delivered = bob->queued - 1000;
+	say_kilobytes(alice, 40, T0 + 8 * SEC);
+	ck_assert(chat_room_senders_wait(room, T0 + 8 * SEC));
+	bob->delivered = bob->queued;
+	leave(slow);
+	ck_assert(!chat_room_senders_wait(room, T0 + 8 * SEC));
+	(void)alice;
+}
+END_TEST
+
+/* A transport that cannot tell what was sent never makes anyone wait. */
+START_TEST(chat_senders_never_wait_without_counts)
+{
+	struct client *alice;
+
+	room_open(2048, 0);
+	alice = named(0, "alice", "127.0.0.1");
+	named(1, "bob", "127.0.0.1");
+	quiet = true;
+	say_kilobytes(alice, 100, T0);
+	ck_assert(!chat_room_senders_wait(room, T0));
+}
+END_TEST
+
 START_TEST(chat_room_new_rejects_bad_settings)
 {
 	struct chat_settings s = { .listener = "x", .max_clients = 1, .max_line = 0 };
 	struct chat_room *r = NULL;
 	static const struct chat_transport half = { .send = fake_send };
+	static const struct chat_transport no_delivered = { .send = fake_send,
+							    .close = fake_close,
+							    .unsent = fake_unsent };
 
 	ck_assert_int_eq(chat_room_new(&r, &s, &transport), -EINVAL);
 	s.max_line = 64;
 	ck_assert_int_eq(chat_room_new(&r, &s, &half), -EINVAL);
+	ck_assert_int_eq(chat_room_new(&r, &s, &no_delivered), -EINVAL);
 	ck_assert_ptr_null(r);
 	ck_assert_ptr_null(chat_room_free(NULL));
 }
@@ -1200,6 +1309,12 @@ chat_suite(void)
 	tcase_add_test(tc, chat_rate_limit_state_goes_with_last_client);
 	tcase_add_test(tc, chat_shutdown_tells_everyone);
 	tcase_add_test(tc, chat_room_new_rejects_bad_settings);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("backpressure");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, chat_senders_wait_while_a_member_holds_back);
+	tcase_add_test(tc, chat_senders_never_wait_without_counts);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("scale");
