@@ -1813,29 +1813,7 @@ harness_send_all(int fd, const void *buf, size_t len, int timeout_ms)
 ssize_t
 harness_recv_timeout(int fd, void *buf, size_t len, int timeout_ms)
 {
-	uint64_t deadline = deadline_in(timeout_ms);
-
-	for (;;) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		ssize_t n;
-		int r;
-
-		r = poll(&pfd, 1, ms_left(deadline));
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			return -ETIMEDOUT;
-		n = recv(fd, buf, len, MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			return -errno;
-		}
-		return n;
-	}
+	return harness_recvfrom_timeout(fd, buf, len, NULL, timeout_ms);
 }
 
 ssize_t
@@ -1846,7 +1824,7 @@ harness_recvfrom_timeout(int fd, void *buf, size_t len, struct sockaddr_storage 
 
 	for (;;) {
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		socklen_t alen = sizeof(*ret_from);
+		socklen_t alen = sizeof(struct sockaddr_storage);
 		ssize_t n;
 		int r;
 
@@ -1858,8 +1836,10 @@ harness_recvfrom_timeout(int fd, void *buf, size_t len, struct sockaddr_storage 
 		}
 		if (r == 0)
 			return -ETIMEDOUT;
-		memset(ret_from, 0, sizeof(*ret_from));
-		n = recvfrom(fd, buf, len, MSG_DONTWAIT, (struct sockaddr *)ret_from, &alen);
+		if (ret_from)
+			memset(ret_from, 0, sizeof(*ret_from));
+		n = recvfrom(fd, buf, len, MSG_DONTWAIT, (struct sockaddr *)ret_from,
+			     ret_from ? &alen : NULL);
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;

@@ -155,7 +155,8 @@ int harness_udp_socket_addr(const char *address, uint16_t src_port, uint16_t por
  * do_connect. *ret_to (optional) gets address:port. */
 int harness_udp_client(const char *address, uint16_t port, bool do_connect,
 		       struct sockaddr_storage *ret_to);
-/* Like harness_recv_timeout(), also saying where the datagram came from. */
+/* Like harness_recv_timeout(), also saying where the datagram came from
+ * (ret_from may be NULL). */
 ssize_t harness_recvfrom_timeout(int fd, void *buf, size_t len, struct sockaddr_storage *ret_from,
 				 int timeout_ms);
 

@@ -552,6 +552,26 @@ tc_join(const char *nick, struct tclient *const *others, size_t n)
 	return tc_join_with(nick, line, others, n);
 }
 
+/* Each of the n clients sends /who; the next line each reads must be its
+ * answer with `online` members: nothing left over, nobody gone. */
+static void
+expect_who_next(struct tclient **c, size_t n, size_t online)
+{
+	char want[32];
+
+	snprintf(want, sizeof(want), "* %zu online: ", online);
+	for (size_t i = 0; i < n; i++) {
+		char line[LINE_MAX_BYTES];
+		ssize_t r;
+
+		tc_send(c[i], "/who\r\n");
+		r = tc_read_line(c[i], line, sizeof(line), IO_MS);
+		ck_assert_msg(r >= 0 && strncmp(line, want, strlen(want)) == 0,
+			      "[%s] client %zu: expected the /who answer \"%s...\" next, got %s",
+			      cur->tcase, i, want, describe(r, line));
+	}
+}
+
 /* ---- TCP tests ---- */
 
 START_TEST(chat_tcp_welcome_and_naming)
@@ -952,16 +972,7 @@ START_TEST(chat_tcp_20_clients_50_messages_in_order)
 		}
 	}
 	/* Nothing more: the marker is the next line everyone gets. */
-	for (size_t i = 0; i < N; i++) {
-		char line[LINE_MAX_BYTES];
-		ssize_t r;
-
-		tc_send(c[i], "/who\r\n");
-		r = tc_read_line(c[i], line, sizeof(line), IO_MS);
-		ck_assert_msg(r >= 0 && strncmp(line, "* 20 online: ", 13) == 0,
-			      "[%s] c%02zu: after all messages expected the /who answer, got %s",
-			      cur->tcase, i, describe(r, line));
-	}
+	expect_who_next(c, N, N);
 	for (size_t i = 0; i < N; i++) {
 		tc_free(c[i]);
 		free(out[i]);
@@ -1410,16 +1421,7 @@ START_TEST(chat_tcp_100_members_at_70_lines_per_second)
 		}
 	}
 	/* Nothing more, and everybody is still there. */
-	for (size_t i = 0; i < N; i++) {
-		char line[LINE_MAX_BYTES];
-		ssize_t r;
-
-		tc_send(c[i], "/who\r\n");
-		r = tc_read_line(c[i], line, sizeof(line), IO_MS);
-		ck_assert_msg(r >= 0 && strncmp(line, "* 100 online: ", 14) == 0,
-			      "[%s] m%02zu: after all lines expected the /who answer, got %s",
-			      cur->tcase, i, describe(r, line));
-	}
+	expect_who_next(c, N, N);
 	for (size_t i = 0; i < N; i++)
 		tc_free(c[i]);
 }
