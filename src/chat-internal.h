@@ -105,6 +105,8 @@ void chat_send_line(const struct chat_ctx *c, void *m, const char *text);
 void chat_send_too_long(const struct chat_ctx *c, void *m);
 void chat_send_help(const struct chat_ctx *c, void *m);
 void chat_send_taken(const struct chat_ctx *c, void *m, const char *name);
+/* SPEC section 5.1: "* welcome to LISTENER (N online); send your name". */
+void chat_send_welcome(const struct chat_ctx *c, void *m, const char *listener);
 /* Validate a name attempt (sanitized line) of m; on success copy the name
  * into ret and return true, else tell m why and return false. */
 bool chat_name_attempt(const struct chat_ctx *c, void *m, const char *line, size_t n,

@@ -352,6 +352,14 @@ chat_send_help(const struct chat_ctx *c, void *m)
 }
 
 void
+chat_send_welcome(const struct chat_ctx *c, void *m, const char *listener)
+{
+	reply(c, m,
+	      format(c, "* welcome to %s (%u online); send your name", listener,
+		     c->ops->online(c->room)));
+}
+
+void
 chat_send_taken(const struct chat_ctx *c, void *m, const char *name)
 {
 	reply(c, m, format(c, "! name \"%s\" is taken", name));
@@ -1054,9 +1062,7 @@ chat_room_join(struct chat_room *r, void *ctx, const char *host, uint64_t now_us
 		m->deadline_usec = waiting->last->deadline_usec;
 	m->state = MEMBER_UNNAMED;
 	list_append(waiting, m);
-	c.ops->send(r, m, c.out,
-		    format(&c, "* welcome to %s (%u online); send your name", r->listener,
-			   r->lists[MEMBER_NAMED].n));
+	chat_send_welcome(&c, m, r->listener);
 out:
 	pthread_mutex_unlock(&r->lock);
 	return m;
