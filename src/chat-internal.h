@@ -7,11 +7,11 @@
 #include "chat.h"
 #include "sanitize.h"
 
-/* What the stream rooms (chat.c) and the datagram rooms (chat-udp.c)
+/* What the stream rooms (chat-room.c) and the datagram rooms (chat-udp.c)
  * share: name rules, command parsing, the rate bucket, the keyed hash, and
  * the command handling of SPEC section 5, written once against a small
  * ops table so both transports answer with the same bytes. Not for other
- * modules. Implemented in chat.c. */
+ * modules. Implemented in chat-proto.c. */
 
 #define CHAT_HOST_MAX 72    /* SOCKADDR_STR_MAX: "addr%scope" */
 #define CHAT_QUOTE_MAX 40   /* user text echoed back in an error, bytes */
