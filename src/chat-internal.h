@@ -7,11 +7,11 @@
 #include "chat.h"
 #include "sanitize.h"
 
-/* What the stream rooms (chat.c) and the datagram rooms (chat-udp.c)
+/* What the stream rooms (chat-room.c) and the datagram rooms (chat-udp.c)
  * share: name rules, command parsing, the rate bucket, the keyed hash, and
  * the command handling of SPEC section 5, written once against a small
  * ops table so both transports answer with the same bytes. Not for other
- * modules. Implemented in chat.c. */
+ * modules. Implemented in chat-proto.c. */
 
 #define CHAT_HOST_MAX 72    /* SOCKADDR_STR_MAX: "addr%scope" */
 #define CHAT_QUOTE_MAX 40   /* user text echoed back in an error, bytes */
@@ -105,6 +105,8 @@ void chat_send_line(const struct chat_ctx *c, void *m, const char *text);
 void chat_send_too_long(const struct chat_ctx *c, void *m);
 void chat_send_help(const struct chat_ctx *c, void *m);
 void chat_send_taken(const struct chat_ctx *c, void *m, const char *name);
+/* SPEC section 5.1: "* welcome to LISTENER (N online); send your name". */
+void chat_send_welcome(const struct chat_ctx *c, void *m, const char *listener);
 /* Validate a name attempt (sanitized line) of m; on success copy the name
  * into ret and return true, else tell m why and return false. */
 bool chat_name_attempt(const struct chat_ctx *c, void *m, const char *line, size_t n,

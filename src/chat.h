@@ -9,6 +9,8 @@ union sockaddr_any;
 /* The chat protocol of SPEC section 5 as a state machine fed with bytes
  * and lines. It never sees a socket: it answers through the transport
  * callbacks, so every model (and the unit tests) drive the same code.
+ * Both kinds of room below answer with the shared protocol code of
+ * chat-proto.c (chat-internal.h).
  *
  * Thread safety: every public function takes the room's own lock, so one
  * room may be shared by threads (thread model, several epoll loops). The
@@ -35,7 +37,7 @@ struct chat_settings {
 	unsigned idle_timeout; /* seconds, 0 = never (UDP peers; TCP is the handler's) */
 };
 
-/* ---------------- stream (TCP) rooms ---------------- */
+/* ---------------- stream (TCP) rooms: chat-room.c ---------------- */
 
 struct chat_room;
 struct chat_member;
@@ -79,7 +81,7 @@ unsigned chat_room_online(struct chat_room *r);
  * last CHAT_HOLD_USEC. Cheap when nobody is behind. */
 bool chat_room_senders_wait(struct chat_room *r, uint64_t now_usec);
 
-/* ---------------- datagram (UDP) rooms ---------------- */
+/* ---------------- datagram (UDP) rooms: chat-udp.c ---------------- */
 
 struct chat_udp;
 struct dgram_local;

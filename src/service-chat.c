@@ -6,7 +6,7 @@
 #include "service.h"
 #include "session.h"
 
-/* Glue between the chat protocol (chat.c, chat-udp.c) and sessions. The
+/* Glue between the chat rooms (chat-room.c, chat-udp.c) and sessions. The
  * room belongs to the serving process; the models decide which threads
  * touch it (the room locks itself). */
 

@@ -66,7 +66,7 @@ sources_of() {
 	config) echo "config.c cidr.c util.c" ;;
 	cidr) echo "cidr.c util.c" ;;
 	sanitize) echo "sanitize.c" ;;
-	chat) echo "chat.c chat-udp.c linebuf.c sanitize.c util.c" ;;
+	chat) echo "chat-proto.c chat-room.c chat-udp.c linebuf.c sanitize.c util.c" ;;
 	*) return 1 ;;
 	esac
 }
