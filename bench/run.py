@@ -389,7 +389,7 @@ class Context:
         self.acct = CpuAcct()
         self.notes = []
         self.netechod = os.path.join(args.build, "src", "netechod")
-        self.netecho = os.path.join(args.build, "src", "netecho")
+        self.netecho = os.path.join(args.build, "src", "netecho", "netecho")
         self.ref_echo = None
         self.pin = len(os.sched_getaffinity(0)) >= 2 and (os.cpu_count() or 1) >= 2
         self.nd_proc = None

@@ -718,7 +718,7 @@ harness_netecho_bin(void)
 		return e;
 	e = getenv("BUILD_ROOT");
 	if (e && *e) {
-		snprintf(buf, sizeof(buf), "%s/src/netecho", e);
+		snprintf(buf, sizeof(buf), "%s/src/netecho/netecho", e);
 		return buf;
 	}
 	return NULL;

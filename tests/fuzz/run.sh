@@ -60,13 +60,13 @@ if ! "$cc" -fsanitize=fuzzer,address,undefined "$probe" -o "$out/probe" 2>"$out/
 fi
 rm -f "$probe" "$out/probe" "$out/probe.log"
 
-# Sources each target links, besides its own tests/fuzz/fuzz-<target>.c.
+# Sources (under src/) each target links, besides its own tests/fuzz/fuzz-<target>.c.
 sources_of() {
 	case $1 in
-	config) echo "config.c cidr.c util.c" ;;
-	cidr) echo "cidr.c util.c" ;;
+	config) echo "config.c cidr.c base/util.c" ;;
+	cidr) echo "cidr.c base/util.c" ;;
 	sanitize) echo "sanitize.c" ;;
-	chat) echo "chat-proto.c chat-room.c chat-udp.c linebuf.c sanitize.c util.c" ;;
+	chat) echo "chat-proto.c chat-room.c chat-udp.c linebuf.c sanitize.c base/util.c" ;;
 	*) return 1 ;;
 	esac
 }
@@ -99,7 +99,7 @@ libs_of() {
 
 cflags=(-std=gnu11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-	-I"$root/src" -I"$here" -Wall -Wno-unused-parameter)
+	-I"$root/src" -I"$root/src/base" -I"$here" -Wall -Wno-unused-parameter)
 if pkg-config --exists libconfig 2>/dev/null; then
 	read -r -a extra <<<"$(pkg-config --cflags libconfig)"
 	cflags+=("${extra[@]}")
