@@ -101,6 +101,7 @@ loop_add(struct loop *l, int fd, unsigned events, loop_io_fn cb, void *userdata)
 	l->fds[fd].cb = cb;
 	l->fds[fd].userdata = userdata;
 	l->fds[fd].events = events;
+	l->fds[fd].batch = l->batch;
 	l->n_watched++;
 	if (fd > l->max_fd)
 		l->max_fd = fd;
@@ -220,6 +221,7 @@ loop_run_once(struct loop *l, int timeout_ms)
 
 	n = l->ops->wait(l, next_timeout(l, timeout_ms));
 	l->now = now_usec();
+	l->batch++;
 	if (n < 0) {
 		if (n == -EINTR)
 			return 0;
@@ -234,9 +236,10 @@ loop_run_once(struct loop *l, int timeout_ms)
 			continue;
 		f = &l->fds[fd];
 		/* A callback earlier in this batch may have removed or
-		 * changed this fd. */
+		 * changed this fd, or closed it and added another that got
+		 * its number: that one's readiness is not in this batch. */
 		ev = l->fired[i].events & f->events & (LOOP_READ | LOOP_WRITE);
-		if (!f->cb || !ev)
+		if (!f->cb || !ev || f->batch == l->batch)
 			continue;
 		f->cb(l, fd, ev, f->userdata);
 		if (l->quit)
