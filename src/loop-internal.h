@@ -35,6 +35,7 @@ struct loop {
 	struct loop_fired *fired;
 	int n_fired_alloc;
 	struct loop_timer *timers;
+	uint64_t timer_seq; /* counts loop_timer_set() arms */
 	uint64_t now;
 	uint64_t batch; /* counts waits, to tell fds added since the last one */
 	bool quit;

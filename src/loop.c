@@ -147,6 +147,8 @@ loop_timer_set(struct loop *l, struct loop_timer *t, uint64_t deadline, loop_tim
 	t->deadline = deadline;
 	t->cb = cb;
 	t->userdata = userdata;
+	if (deadline)
+		t->seq = ++l->timer_seq;
 	if (deadline && !t->linked) {
 		t->next = l->timers;
 		l->timers = t;
@@ -194,23 +196,28 @@ next_timeout(const struct loop *l, int timeout_ms)
 static void
 run_timers(struct loop *l)
 {
-	bool again = true;
+	uint64_t armed_before = l->timer_seq;
 
-	/* A callback may arm or disarm any timer, so restart the walk after
-	 * each one that fires. Timers are few (a handful per loop). */
-	while (again) {
-		again = false;
+	/* A callback may arm or disarm any timer, so walk again after each
+	 * one that fires; timers are few (a handful per loop). Fire the
+	 * earliest due first, and leave a timer armed during this walk (one
+	 * re-armed for "now" by its own callback) to the next iteration, so
+	 * it cannot spin here and starve the fds. */
+	for (;;) {
+		struct loop_timer *first = NULL;
+
 		for (struct loop_timer *t = l->timers; t; t = t->next) {
-			if (t->deadline && t->deadline <= l->now) {
-				loop_timer_fn cb = t->cb;
-				void *ud = t->userdata;
-
-				loop_timer_set(l, t, 0, NULL, NULL);
-				cb(l, t, ud);
-				again = true;
-				break;
-			}
+			if (t->deadline && t->deadline <= l->now && t->seq <= armed_before &&
+			    (!first || t->deadline < first->deadline))
+				first = t;
 		}
+		if (!first)
+			break;
+		loop_timer_fn cb = first->cb;
+		void *ud = first->userdata;
+
+		loop_timer_set(l, first, 0, NULL, NULL);
+		cb(l, first, ud);
 	}
 }
 
