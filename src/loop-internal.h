@@ -7,6 +7,7 @@ struct loop_fd {
 	void *userdata;
 	unsigned events; /* 0 = not watched */
 	int bidx;        /* backend's slot (poll's index), -1 if none */
+	uint64_t batch;  /* loop.batch when added */
 };
 
 struct loop_fired {
@@ -34,7 +35,9 @@ struct loop {
 	struct loop_fired *fired;
 	int n_fired_alloc;
 	struct loop_timer *timers;
+	uint64_t timer_seq; /* counts loop_timer_set() arms */
 	uint64_t now;
+	uint64_t batch; /* counts waits, to tell fds added since the last one */
 	bool quit;
 };
 

@@ -101,6 +101,7 @@ loop_add(struct loop *l, int fd, unsigned events, loop_io_fn cb, void *userdata)
 	l->fds[fd].cb = cb;
 	l->fds[fd].userdata = userdata;
 	l->fds[fd].events = events;
+	l->fds[fd].batch = l->batch;
 	l->n_watched++;
 	if (fd > l->max_fd)
 		l->max_fd = fd;
@@ -146,6 +147,8 @@ loop_timer_set(struct loop *l, struct loop_timer *t, uint64_t deadline, loop_tim
 	t->deadline = deadline;
 	t->cb = cb;
 	t->userdata = userdata;
+	if (deadline)
+		t->seq = ++l->timer_seq;
 	if (deadline && !t->linked) {
 		t->next = l->timers;
 		l->timers = t;
@@ -193,23 +196,28 @@ next_timeout(const struct loop *l, int timeout_ms)
 static void
 run_timers(struct loop *l)
 {
-	bool again = true;
+	uint64_t armed_before = l->timer_seq;
 
-	/* A callback may arm or disarm any timer, so restart the walk after
-	 * each one that fires. Timers are few (a handful per loop). */
-	while (again) {
-		again = false;
+	/* A callback may arm or disarm any timer, so walk again after each
+	 * one that fires; timers are few (a handful per loop). Fire the
+	 * earliest due first, and leave a timer armed during this walk (one
+	 * re-armed for "now" by its own callback) to the next iteration, so
+	 * it cannot spin here and starve the fds. */
+	for (;;) {
+		struct loop_timer *first = NULL;
+
 		for (struct loop_timer *t = l->timers; t; t = t->next) {
-			if (t->deadline && t->deadline <= l->now) {
-				loop_timer_fn cb = t->cb;
-				void *ud = t->userdata;
-
-				loop_timer_set(l, t, 0, NULL, NULL);
-				cb(l, t, ud);
-				again = true;
-				break;
-			}
+			if (t->deadline && t->deadline <= l->now && t->seq <= armed_before &&
+			    (!first || t->deadline < first->deadline))
+				first = t;
 		}
+		if (!first)
+			break;
+		loop_timer_fn cb = first->cb;
+		void *ud = first->userdata;
+
+		loop_timer_set(l, first, 0, NULL, NULL);
+		cb(l, first, ud);
 	}
 }
 
@@ -220,6 +228,7 @@ loop_run_once(struct loop *l, int timeout_ms)
 
 	n = l->ops->wait(l, next_timeout(l, timeout_ms));
 	l->now = now_usec();
+	l->batch++;
 	if (n < 0) {
 		if (n == -EINTR)
 			return 0;
@@ -234,9 +243,10 @@ loop_run_once(struct loop *l, int timeout_ms)
 			continue;
 		f = &l->fds[fd];
 		/* A callback earlier in this batch may have removed or
-		 * changed this fd. */
+		 * changed this fd, or closed it and added another that got
+		 * its number: that one's readiness is not in this batch. */
 		ev = l->fired[i].events & f->events & (LOOP_READ | LOOP_WRITE);
-		if (!f->cb || !ev)
+		if (!f->cb || !ev || f->batch == l->batch)
 			continue;
 		f->cb(l, fd, ev, f->userdata);
 		if (l->quit)

@@ -33,6 +33,7 @@ struct loop_timer {
 	loop_timer_fn cb;
 	void *userdata;
 	struct loop_timer *next; /* loop.c's list of timers */
+	uint64_t seq;            /* when armed, loop.c's count of arms */
 	bool linked;
 };
 
