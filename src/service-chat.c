@@ -2,7 +2,7 @@
 
 #include "chat.h"
 #include "dgram.h"
-#include "handler.h"
+#include "listener-rt.h"
 #include "service.h"
 #include "session.h"
 
