@@ -24,19 +24,6 @@ static const struct model_ops *const models[_MODEL_MAX] = {
 	[MODEL_EPOLL] = &handler_loop_ops,
 };
 
-const struct service_ops *
-service_get(enum service_kind k)
-{
-	switch (k) {
-	case SERVICE_ECHO:
-		return &service_echo_ops;
-	case SERVICE_CHAT:
-		return &service_chat_ops;
-	default:
-		return NULL;
-	}
-}
-
 void
 handler_notify_ready(struct listener_rt *l)
 {
