@@ -10,6 +10,7 @@
 #include "log.h"
 #include "loop.h"
 #include "dgram.h"
+#include "prefix.h"
 #include "service.h"
 #include "session.h"
 #include "udp.h"
@@ -629,7 +630,8 @@ worker_thread(void *arg)
 	w->owner = pthread_self();
 	/* %t is this thread, not the one that set the worker up. */
 	if (w->lst->cfg.protocol == PROTOCOL_UDP)
-		w->udp.prefix_len = handler_expand_prefix(w->lst, w->udp.prefix, sizeof(w->udp.prefix));
+		w->udp.prefix_len = prefix_expand(w->lst->cfg.prefix, w->lst->cfg.name, w->udp.prefix,
+						  sizeof(w->udp.prefix));
 	r = loop_run(w->loop);
 	if (r < 0)
 		log_full_errno(LOG_ERR, r, w->lst->cfg.name, NULL, "event loop failed");

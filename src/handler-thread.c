@@ -12,6 +12,7 @@
 #include "handler.h"
 #include "log.h"
 #include "loop.h"
+#include "prefix.h"
 #include "service.h"
 #include "session.h"
 #include "udp.h"
@@ -285,7 +286,8 @@ udp_thread(void *arg)
 	struct tmodel *m = w->owner;
 
 	/* %t is this thread, not the one that set the worker up. */
-	w->prefix_len = handler_expand_prefix(w->lst, w->prefix, sizeof(w->prefix));
+	w->prefix_len = prefix_expand(w->lst->cfg.prefix, w->lst->cfg.name, w->prefix,
+				      sizeof(w->prefix));
 	while (!atomic_load(&m->stopping)) {
 		int r = udp_worker_block(w, w->lst->fds, w->lst->n_addrs, 200);
 

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -135,48 +134,6 @@ handler_block_signals(void)
 
 	sigfillset(&all);
 	(void)pthread_sigmask(SIG_BLOCK, &all, NULL);
-}
-
-size_t
-handler_expand_prefix(const struct listener_rt *l, char *buf, size_t size)
-{
-	const char *p = l->cfg.prefix;
-	size_t n = 0;
-
-	if (!p || size == 0)
-		return 0;
-	for (; *p && n + 1 < size; p++) {
-		char tmp[24];
-		const char *add = tmp;
-
-		if (*p != '%') {
-			buf[n++] = *p;
-			continue;
-		}
-		switch (*++p) {
-		case 'p':
-			snprintf(tmp, sizeof(tmp), "%ld", (long)getpid());
-			break;
-		case 't':
-			snprintf(tmp, sizeof(tmp), "%ld", (long)syscall(SYS_gettid));
-			break;
-		case 'l':
-			add = l->cfg.name;
-			break;
-		case '%':
-			add = "%";
-			break;
-		default: /* config validation keeps anything else out */
-			add = "";
-			if (!*p)
-				p--;
-			break;
-		}
-		for (; *add && n + 1 < size; add++)
-			buf[n++] = *add;
-	}
-	buf[n] = '\0';
-	return n;
 }
 
 void

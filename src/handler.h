@@ -64,10 +64,6 @@ void handler_fork_pump_reaped(pid_t pid);
 /* Block every signal in the calling thread (worker threads). */
 void handler_block_signals(void);
 
-/* Prefix with %p %t %l expanded for the calling process and thread, into
- * buf; returns its length. */
-size_t handler_expand_prefix(const struct listener_rt *l, char *buf, size_t size);
-
 /* Tune a freshly accepted stream socket (TCP_NODELAY, CLOEXEC already). */
 void handler_tune_stream(int fd);
 

@@ -1,7 +1,8 @@
 #include <string.h>
 
 #include "dgram.h"
-#include "handler.h"
+#include "listener-rt.h"
+#include "prefix.h"
 #include "service.h"
 #include "session.h"
 
@@ -25,7 +26,7 @@ echo_on_open(struct session *s)
 
 	if (!s->lst->cfg.prefix)
 		return;
-	len = handler_expand_prefix(s->lst, buf, sizeof(buf));
+	len = prefix_expand(s->lst->cfg.prefix, s->lst->cfg.name, buf, sizeof(buf));
 	e = malloc(sizeof(*e) + len);
 	if (!e) {
 		session_abort(s, "out of memory");
