@@ -668,8 +668,8 @@ loop_model_run(struct listener_rt *lst)
 		w->is_main = i == 0;
 		w->wake_fd = -1;
 		w->hub = lst->cfg.model == MODEL_FORK;
-		/* Chat rooms span the workers: sessions get locks. */
-		w->shared = n > 1 && lst->cfg.service == SERVICE_CHAT;
+		/* A shared room (chat) spans the workers: sessions get locks. */
+		w->shared = n > 1 && lst->service->shared_room;
 		if (w->shared)
 			pthread_mutex_init(&w->pending_lock, NULL);
 		w->owner = pthread_self();

@@ -179,7 +179,7 @@ on_conn(struct acceptor *a, int cfd, const union sockaddr_any *peer)
 	c->m = m;
 	c->efd = -1;
 	session_init(&c->s, cfd, lst, NULL, peer, loop_now(a->loop));
-	if (lst->cfg.service == SERVICE_CHAT) {
+	if (lst->service->shared_room) {
 		c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (c->efd < 0) {
 			handler_release(lst, peer);

@@ -74,14 +74,14 @@ void
 handler_refuse(struct listener_rt *l, int fd, const union sockaddr_any *peer,
 	       const char *reason)
 {
-	static const char full[] = "! server full\r\n";
+	const char *full = l->service->full_text;
 	char p[SOCKADDR_STR_MAX];
 	unsigned suppressed = 0;
 	bool ok;
 
 	STATS_ADD(l, refused, 1);
-	if (l->cfg.service == SERVICE_CHAT && strcmp(reason, "server full") == 0)
-		(void)send(fd, full, sizeof(full) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (full && strcmp(reason, "server full") == 0)
+		(void)send(fd, full, strlen(full), MSG_NOSIGNAL | MSG_DONTWAIT);
 	safe_close(fd);
 
 	pthread_mutex_lock(&refuse_lock);
@@ -185,7 +185,7 @@ handler_main(struct listener_rt *l)
 			return log_full_errno(LOG_ERR, r, l->cfg.name, NULL, "out of memory"), 1;
 	}
 	if (l->cfg.rate_limit > 0 && l->cfg.protocol == PROTOCOL_UDP &&
-	    l->cfg.service == SERVICE_ECHO) {
+	    l->service->datagram_budget) {
 		/* Shared memory: pre-forked workers share one budget. */
 		r = ratelimit_new(&l->ratelimit, l->cfg.rate_limit, HANDLER_RATELIMIT_SLOTS, true);
 		if (r < 0)

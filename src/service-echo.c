@@ -105,6 +105,7 @@ echo_on_datagram(struct dgram *d, const uint8_t *p, size_t n)
 
 const struct service_ops service_echo_ops = {
 	.name = "echo",
+	.datagram_budget = true,
 	.on_open = echo_on_open,
 	.on_data = echo_on_data,
 	.on_close = echo_on_close,
