@@ -23,6 +23,10 @@ struct lworker;
 
 struct lconn {
 	struct lworker *w; /* first: read with the session's hot fields */
+	/* On w's LRU list (owner thread only): one timer serves every idle
+	 * timeout. */
+	struct lconn *idle_prev, *idle_next;
+	bool in_idle_list;
 	struct session s;
 	struct lconn *pending_next; /* on w->pending, under pending_lock */
 	bool queued;
@@ -75,35 +79,31 @@ static void conn_update(struct lconn *c);
 static void
 lru_unlink(struct lworker *w, struct lconn *c)
 {
-	struct session *s = &c->s;
-
-	if (!s->in_idle_list)
+	if (!c->in_idle_list)
 		return;
-	if (s->idle_prev)
-		container_of(s->idle_prev, struct lconn, s)->s.idle_next = s->idle_next;
+	if (c->idle_prev)
+		c->idle_prev->idle_next = c->idle_next;
 	else
-		w->lru_head = s->idle_next ? container_of(s->idle_next, struct lconn, s) : NULL;
-	if (s->idle_next)
-		container_of(s->idle_next, struct lconn, s)->s.idle_prev = s->idle_prev;
+		w->lru_head = c->idle_next;
+	if (c->idle_next)
+		c->idle_next->idle_prev = c->idle_prev;
 	else
-		w->lru_tail = s->idle_prev ? container_of(s->idle_prev, struct lconn, s) : NULL;
-	s->idle_prev = s->idle_next = NULL;
-	s->in_idle_list = false;
+		w->lru_tail = c->idle_prev;
+	c->idle_prev = c->idle_next = NULL;
+	c->in_idle_list = false;
 }
 
 static void
 lru_append(struct lworker *w, struct lconn *c)
 {
-	struct session *s = &c->s;
-
-	s->idle_prev = w->lru_tail ? &w->lru_tail->s : NULL;
-	s->idle_next = NULL;
+	c->idle_prev = w->lru_tail;
+	c->idle_next = NULL;
 	if (w->lru_tail)
-		w->lru_tail->s.idle_next = s;
+		w->lru_tail->idle_next = c;
 	else
 		w->lru_head = c;
 	w->lru_tail = c;
-	s->in_idle_list = true;
+	c->in_idle_list = true;
 }
 
 static void idle_fire(struct loop *l, struct loop_timer *t, void *userdata);
@@ -475,7 +475,7 @@ worker_stop(struct lworker *w)
 	}
 	/* Stop reading; say goodbye (chat); flush what is owed. */
 	for (c = w->lru_head; c; c = next) {
-		next = c->s.idle_next ? container_of(c->s.idle_next, struct lconn, s) : NULL;
+		next = c->idle_next;
 		if (w->lst->service->on_shutdown)
 			w->lst->service->on_shutdown(&c->s);
 		session_close(&c->s, "server stopping");
