@@ -321,8 +321,9 @@ fork_model_run(struct listener_rt *lst)
 	sigset_t mask;
 	int r;
 
-	/* TCP chat: the hub is an event loop over the pumps' sockets. */
-	if (lst->cfg.protocol == PROTOCOL_TCP && lst->cfg.service == SERVICE_CHAT)
+	/* A shared room over TCP (chat): the hub is an event loop over
+	 * the pumps' sockets. */
+	if (lst->cfg.protocol == PROTOCOL_TCP && lst->service->shared_room)
 		return handler_loop_ops.run(lst);
 
 	sigemptyset(&mask);

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "loop.h"
 #include "dgram.h"
+#include "prefix.h"
 #include "service.h"
 #include "session.h"
 #include "udp.h"
@@ -22,6 +23,10 @@ struct lworker;
 
 struct lconn {
 	struct lworker *w; /* first: read with the session's hot fields */
+	/* On w's LRU list (owner thread only): one timer serves every idle
+	 * timeout. */
+	struct lconn *idle_prev, *idle_next;
+	bool in_idle_list;
 	struct session s;
 	struct lconn *pending_next; /* on w->pending, under pending_lock */
 	bool queued;
@@ -74,35 +79,31 @@ static void conn_update(struct lconn *c);
 static void
 lru_unlink(struct lworker *w, struct lconn *c)
 {
-	struct session *s = &c->s;
-
-	if (!s->in_idle_list)
+	if (!c->in_idle_list)
 		return;
-	if (s->idle_prev)
-		container_of(s->idle_prev, struct lconn, s)->s.idle_next = s->idle_next;
+	if (c->idle_prev)
+		c->idle_prev->idle_next = c->idle_next;
 	else
-		w->lru_head = s->idle_next ? container_of(s->idle_next, struct lconn, s) : NULL;
-	if (s->idle_next)
-		container_of(s->idle_next, struct lconn, s)->s.idle_prev = s->idle_prev;
+		w->lru_head = c->idle_next;
+	if (c->idle_next)
+		c->idle_next->idle_prev = c->idle_prev;
 	else
-		w->lru_tail = s->idle_prev ? container_of(s->idle_prev, struct lconn, s) : NULL;
-	s->idle_prev = s->idle_next = NULL;
-	s->in_idle_list = false;
+		w->lru_tail = c->idle_prev;
+	c->idle_prev = c->idle_next = NULL;
+	c->in_idle_list = false;
 }
 
 static void
 lru_append(struct lworker *w, struct lconn *c)
 {
-	struct session *s = &c->s;
-
-	s->idle_prev = w->lru_tail ? &w->lru_tail->s : NULL;
-	s->idle_next = NULL;
+	c->idle_prev = w->lru_tail;
+	c->idle_next = NULL;
 	if (w->lru_tail)
-		w->lru_tail->s.idle_next = s;
+		w->lru_tail->idle_next = c;
 	else
 		w->lru_head = c;
 	w->lru_tail = c;
-	s->in_idle_list = true;
+	c->in_idle_list = true;
 }
 
 static void idle_fire(struct loop *l, struct loop_timer *t, void *userdata);
@@ -474,7 +475,7 @@ worker_stop(struct lworker *w)
 	}
 	/* Stop reading; say goodbye (chat); flush what is owed. */
 	for (c = w->lru_head; c; c = next) {
-		next = c->s.idle_next ? container_of(c->s.idle_next, struct lconn, s) : NULL;
+		next = c->idle_next;
 		if (w->lst->service->on_shutdown)
 			w->lst->service->on_shutdown(&c->s);
 		session_close(&c->s, "server stopping");
@@ -629,7 +630,8 @@ worker_thread(void *arg)
 	w->owner = pthread_self();
 	/* %t is this thread, not the one that set the worker up. */
 	if (w->lst->cfg.protocol == PROTOCOL_UDP)
-		w->udp.prefix_len = handler_expand_prefix(w->lst, w->udp.prefix, sizeof(w->udp.prefix));
+		w->udp.prefix_len = prefix_expand(w->lst->cfg.prefix, w->lst->cfg.name, w->udp.prefix,
+						  sizeof(w->udp.prefix));
 	r = loop_run(w->loop);
 	if (r < 0)
 		log_full_errno(LOG_ERR, r, w->lst->cfg.name, NULL, "event loop failed");
@@ -666,8 +668,8 @@ loop_model_run(struct listener_rt *lst)
 		w->is_main = i == 0;
 		w->wake_fd = -1;
 		w->hub = lst->cfg.model == MODEL_FORK;
-		/* Chat rooms span the workers: sessions get locks. */
-		w->shared = n > 1 && lst->cfg.service == SERVICE_CHAT;
+		/* A shared room (chat) spans the workers: sessions get locks. */
+		w->shared = n > 1 && lst->service->shared_room;
 		if (w->shared)
 			pthread_mutex_init(&w->pending_lock, NULL);
 		w->owner = pthread_self();

@@ -12,6 +12,7 @@
 #include "handler.h"
 #include "log.h"
 #include "loop.h"
+#include "prefix.h"
 #include "service.h"
 #include "session.h"
 #include "udp.h"
@@ -178,7 +179,7 @@ on_conn(struct acceptor *a, int cfd, const union sockaddr_any *peer)
 	c->m = m;
 	c->efd = -1;
 	session_init(&c->s, cfd, lst, NULL, peer, loop_now(a->loop));
-	if (lst->cfg.service == SERVICE_CHAT) {
+	if (lst->service->shared_room) {
 		c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (c->efd < 0) {
 			handler_release(lst, peer);
@@ -285,7 +286,8 @@ udp_thread(void *arg)
 	struct tmodel *m = w->owner;
 
 	/* %t is this thread, not the one that set the worker up. */
-	w->prefix_len = handler_expand_prefix(w->lst, w->prefix, sizeof(w->prefix));
+	w->prefix_len = prefix_expand(w->lst->cfg.prefix, w->lst->cfg.name, w->prefix,
+				      sizeof(w->prefix));
 	while (!atomic_load(&m->stopping)) {
 		int r = udp_worker_block(w, w->lst->fds, w->lst->n_addrs, 200);
 

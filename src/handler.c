@@ -5,11 +5,9 @@
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
-#include "dgram.h"
 #include "handler.h"
 #include "log.h"
 #include "service.h"
@@ -23,19 +21,6 @@ static const struct model_ops *const models[_MODEL_MAX] = {
 	[MODEL_POLL] = &handler_loop_ops,
 	[MODEL_EPOLL] = &handler_loop_ops,
 };
-
-const struct service_ops *
-service_get(enum service_kind k)
-{
-	switch (k) {
-	case SERVICE_ECHO:
-		return &service_echo_ops;
-	case SERVICE_CHAT:
-		return &service_chat_ops;
-	default:
-		return NULL;
-	}
-}
 
 void
 handler_notify_ready(struct listener_rt *l)
@@ -89,14 +74,14 @@ void
 handler_refuse(struct listener_rt *l, int fd, const union sockaddr_any *peer,
 	       const char *reason)
 {
-	static const char full[] = "! server full\r\n";
+	const char *full = l->service->full_text;
 	char p[SOCKADDR_STR_MAX];
 	unsigned suppressed = 0;
 	bool ok;
 
 	STATS_ADD(l, refused, 1);
-	if (l->cfg.service == SERVICE_CHAT && strcmp(reason, "server full") == 0)
-		(void)send(fd, full, sizeof(full) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (full && strcmp(reason, "server full") == 0)
+		(void)send(fd, full, strlen(full), MSG_NOSIGNAL | MSG_DONTWAIT);
 	safe_close(fd);
 
 	pthread_mutex_lock(&refuse_lock);
@@ -151,48 +136,6 @@ handler_block_signals(void)
 	(void)pthread_sigmask(SIG_BLOCK, &all, NULL);
 }
 
-size_t
-handler_expand_prefix(const struct listener_rt *l, char *buf, size_t size)
-{
-	const char *p = l->cfg.prefix;
-	size_t n = 0;
-
-	if (!p || size == 0)
-		return 0;
-	for (; *p && n + 1 < size; p++) {
-		char tmp[24];
-		const char *add = tmp;
-
-		if (*p != '%') {
-			buf[n++] = *p;
-			continue;
-		}
-		switch (*++p) {
-		case 'p':
-			snprintf(tmp, sizeof(tmp), "%ld", (long)getpid());
-			break;
-		case 't':
-			snprintf(tmp, sizeof(tmp), "%ld", (long)syscall(SYS_gettid));
-			break;
-		case 'l':
-			add = l->cfg.name;
-			break;
-		case '%':
-			add = "%";
-			break;
-		default: /* config validation keeps anything else out */
-			add = "";
-			if (!*p)
-				p--;
-			break;
-		}
-		for (; *add && n + 1 < size; add++)
-			buf[n++] = *add;
-	}
-	buf[n] = '\0';
-	return n;
-}
-
 void
 handler_tune_stream(int fd)
 {
@@ -200,106 +143,6 @@ handler_tune_stream(int fd)
 
 	/* Echo answers small writes at once; Nagle would only add delay. */
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
-
-/* Room for one IP_PKTINFO or IPV6_PKTINFO control message, aligned. */
-union pktinfo_ctl {
-	struct cmsghdr align;
-	uint8_t buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
-};
-
-/* The control message that makes a datagram leave from `from`. An IPv4
- * source goes as IP_PKTINFO also on a dual-stack socket: a v4-mapped
- * destination takes the IPv4 path, which reads it there. ifindex stays 0
- * for IPv4: it would replace the address with the interface's primary
- * one. Returns the control length, 0 for none. */
-static size_t
-pktinfo_build(const struct dgram_local *from, union pktinfo_ctl *ctl)
-{
-	struct cmsghdr *cm = &ctl->align;
-
-	memset(ctl, 0, sizeof(*ctl));
-	if (from->family == AF_INET) {
-		struct in_pktinfo pi = { .ipi_spec_dst = from->addr.in };
-
-		cm->cmsg_level = IPPROTO_IP;
-		cm->cmsg_type = IP_PKTINFO;
-		cm->cmsg_len = CMSG_LEN(sizeof(pi));
-		memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
-		return CMSG_SPACE(sizeof(pi));
-	}
-	if (from->family == AF_INET6) {
-		struct in6_pktinfo pi = { .ipi6_addr = from->addr.in6,
-					  .ipi6_ifindex = from->ifindex };
-
-		cm->cmsg_level = IPPROTO_IPV6;
-		cm->cmsg_type = IPV6_PKTINFO;
-		cm->cmsg_len = CMSG_LEN(sizeof(pi));
-		memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
-		return CMSG_SPACE(sizeof(pi));
-	}
-	return 0;
-}
-
-static int
-send_datagram(struct listener_rt *l, const struct dgram_local *from,
-	      const union sockaddr_any *to, const struct iovec *iov, int n_iov)
-{
-	union pktinfo_ctl ctl;
-	struct msghdr mh = {
-		.msg_name = (void *)&to->sa,
-		.msg_namelen = sockaddr_len(to),
-		.msg_iov = (struct iovec *)iov,
-		.msg_iovlen = (size_t)n_iov,
-	};
-	ssize_t n;
-
-	if (from->family) {
-		mh.msg_control = ctl.buf;
-		mh.msg_controllen = pktinfo_build(from, &ctl);
-		if (!mh.msg_controllen)
-			mh.msg_control = NULL;
-	}
-	for (;;) {
-		n = sendmsg(from->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n >= 0 || errno != EINTR)
-			break;
-	}
-	if (n < 0 && mh.msg_control && (errno == EINVAL || errno == EADDRNOTAVAIL)) {
-		/* The address went away since the datagram came in: a
-		 * reply from another one still serves a client that did
-		 * not connect() its socket. */
-		mh.msg_control = NULL;
-		mh.msg_controllen = 0;
-		do
-			n = sendmsg(from->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-		while (n < 0 && errno == EINTR);
-	}
-	if (n < 0) {
-		/* A full socket buffer or an unreachable peer: UDP gives no
-		 * guarantee, so the datagram is dropped and counted. */
-		STATS_ADD(l, dropped, 1);
-		return -errno;
-	}
-	STATS_ADD(l, bytes_out, (uint64_t)n);
-	return 0;
-}
-
-int
-dgram_reply(struct dgram *d, const struct iovec *iov, int n_iov)
-{
-	return send_datagram(d->lst, &d->local, &d->peer, iov, n_iov);
-}
-
-int
-dgram_send_to(struct dgram *d, const union sockaddr_any *to, const struct dgram_local *from,
-	      const struct iovec *iov, int n_iov)
-{
-	struct dgram_local any = { .fd = d->local.fd };
-
-	if (!from || from->fd < 0)
-		from = &any;
-	return send_datagram(d->lst, from, to, iov, n_iov);
 }
 
 int
@@ -342,7 +185,7 @@ handler_main(struct listener_rt *l)
 			return log_full_errno(LOG_ERR, r, l->cfg.name, NULL, "out of memory"), 1;
 	}
 	if (l->cfg.rate_limit > 0 && l->cfg.protocol == PROTOCOL_UDP &&
-	    l->cfg.service == SERVICE_ECHO) {
+	    l->service->datagram_budget) {
 		/* Shared memory: pre-forked workers share one budget. */
 		r = ratelimit_new(&l->ratelimit, l->cfg.rate_limit, HANDLER_RATELIMIT_SLOTS, true);
 		if (r < 0)

@@ -2,7 +2,7 @@
 
 #include "chat.h"
 #include "dgram.h"
-#include "handler.h"
+#include "listener-rt.h"
 #include "service.h"
 #include "session.h"
 
@@ -202,6 +202,8 @@ chat_on_udp_shutdown(struct listener_rt *l, struct dgram *d)
 
 const struct service_ops service_chat_ops = {
 	.name = "chat",
+	.shared_room = true,
+	.full_text = "! server full\r\n",
 	.listener_init = chat_listener_init,
 	.listener_done = chat_listener_done,
 	.on_open = chat_on_open,

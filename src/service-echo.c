@@ -1,7 +1,8 @@
 #include <string.h>
 
 #include "dgram.h"
-#include "handler.h"
+#include "listener-rt.h"
+#include "prefix.h"
 #include "service.h"
 #include "session.h"
 
@@ -25,7 +26,7 @@ echo_on_open(struct session *s)
 
 	if (!s->lst->cfg.prefix)
 		return;
-	len = handler_expand_prefix(s->lst, buf, sizeof(buf));
+	len = prefix_expand(s->lst->cfg.prefix, s->lst->cfg.name, buf, sizeof(buf));
 	e = malloc(sizeof(*e) + len);
 	if (!e) {
 		session_abort(s, "out of memory");
@@ -104,6 +105,7 @@ echo_on_datagram(struct dgram *d, const uint8_t *p, size_t n)
 
 const struct service_ops service_echo_ops = {
 	.name = "echo",
+	.datagram_budget = true,
 	.on_open = echo_on_open,
 	.on_data = echo_on_data,
 	.on_close = echo_on_close,

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,6 +15,20 @@ struct dgram;
  * dgram_reply(). */
 struct service_ops {
 	const char *name;
+	/* What the service needs from the model; models read these and never
+	 * test which service they run. */
+	/* Stream sessions of a listener send to each other (chat's room):
+	 * with several threads the model gives sessions locks and wakes
+	 * across threads, and the fork model serves the listener through a
+	 * hub process that holds the room (one pump process per client). */
+	bool shared_room;
+	/* UDP: the worker enforces rate_limit as a per-source datagram budget
+	 * before on_datagram(). False: the service applies rate_limit itself
+	 * (chat: per member). */
+	bool datagram_budget;
+	/* Told to a stream client refused because the listener is full
+	 * (max_clients), just before the close; NULL: closed without a word. */
+	const char *full_text;
 	/* Per-listener state in the serving process (the chat room). */
 	int (*listener_init)(struct listener_rt *l);
 	void (*listener_done)(struct listener_rt *l);

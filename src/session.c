@@ -3,7 +3,7 @@
 #include <pthread.h>
 #include <stdio.h>
 
-#include "handler.h"
+#include "listener-rt.h"
 #include "log.h"
 #include "service.h"
 #include "session.h"

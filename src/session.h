@@ -67,9 +67,6 @@ struct session {
 	struct buffer out; /* output the socket has not taken yet */
 	uint64_t bytes_in, bytes_out;
 	uint64_t last_active;
-	/* loop driver bookkeeping */
-	struct session *idle_prev, *idle_next;
-	bool in_idle_list;
 	/* The server is stopping (set from another thread or a signal
 	 * handler; the close is then logged as "server stopping"). */
 	_Atomic bool stop_requested;

@@ -6,6 +6,7 @@
 #include "handler.h"
 #include "listener.h"
 #include "log.h"
+#include "prefix.h"
 #include "service.h"
 #include "udp.h"
 
@@ -16,7 +17,7 @@ udp_worker_init(struct udp_worker *w, struct listener_rt *l)
 	w->buf = malloc(DGRAM_MAX);
 	if (!w->buf)
 		return -ENOMEM;
-	w->prefix_len = handler_expand_prefix(l, w->prefix, sizeof(w->prefix));
+	w->prefix_len = prefix_expand(l->cfg.prefix, l->cfg.name, w->prefix, sizeof(w->prefix));
 	return 0;
 }
 

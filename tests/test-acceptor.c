@@ -15,6 +15,7 @@
 #include "cidr.h"
 #include "handler.h"
 #include "loop.h"
+#include "service.h"
 #include "util.h"
 
 /* The accept path without a daemon: a listening socket on 127.0.0.1:0,
@@ -72,6 +73,7 @@ setup(void)
 	strcpy(fx.lst.cfg.name, "test");
 	fx.lst.cfg.protocol = PROTOCOL_TCP;
 	fx.lst.cfg.service = SERVICE_ECHO;
+	fx.lst.service = service_get(SERVICE_ECHO);
 	fx.lst.cfg.max_clients = 2;
 	fx.lst.stats = &fx.stats;
 	fx.lst.fds = &fx.lfd;
@@ -193,6 +195,7 @@ START_TEST(acceptor_tells_chat_client_server_full)
 	int c;
 
 	fx.lst.cfg.service = SERVICE_CHAT;
+	fx.lst.service = service_get(SERVICE_CHAT);
 	fx.lst.cfg.max_clients = 0;
 	start(_i);
 	c = connect_client();
@@ -209,6 +212,7 @@ START_TEST(acceptor_refuses_denied_peer)
 
 	/* Even a chat client is only closed: it is not "full". */
 	fx.lst.cfg.service = SERVICE_CHAT;
+	fx.lst.service = service_get(SERVICE_CHAT);
 	ck_assert_int_eq(cidr_parse("127.0.0.0/8", &fx.deny), 0);
 	fx.lst.cfg.deny = &fx.deny;
 	fx.lst.cfg.n_deny = 1;
