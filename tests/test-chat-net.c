@@ -2187,7 +2187,9 @@ END_TEST
 #define NAME_TIMEOUT_MS 30000
 /* How late after connecting the notice and the close may come: the
  * handlers look at the deadline at least once a second. */
-#define NAME_TIMEOUT_SLACK_MS 5000
+/* Late by more than this is the bug (it closed only when something else
+ * happened); less is a loaded machine. */
+#define NAME_TIMEOUT_SLACK_MS 10000
 #define NAME_DEADLINE_USEC ((NAME_TIMEOUT_MS + NAME_TIMEOUT_SLACK_MS) * USEC_PER_MSEC)
 
 static const struct {
