@@ -2332,12 +2332,26 @@ static void (*const fixtures[])(void) = { NAME16(0) NAME16(1) NAME16(2) NAME16(3
 _Static_assert(ELEMENTSOF(fixtures) == HARNESS_MAX_COMBO_TCASES, "one fixture per slot");
 
 TCase *
+harness_tcase(Suite *s, const char *name, const char *tags, void (*setup)(void),
+	      void (*teardown)(void), int timeout_s)
+{
+	TCase *tc = tcase_create(name);
+
+	if (tags)
+		tcase_set_tags(tc, tags);
+	if (setup || teardown)
+		tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, timeout_s);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
+TCase *
 harness_combo_tcase(Suite *s, const struct harness_combo *c, const char *suffix,
 		    void (*setup)(const struct harness_combo *), void (*teardown)(void),
 		    int timeout_s)
 {
 	struct combo_tcase *t;
-	TCase *tc;
 
 	if (n_combo_tcases >= ELEMENTSOF(combo_tcases)) {
 		fprintf(stderr, "harness: more than %d combination TCases\n",
@@ -2348,12 +2362,7 @@ harness_combo_tcase(Suite *s, const struct harness_combo *c, const char *suffix,
 	*t = (struct combo_tcase){ .combo = c, .setup = setup };
 	/* Check keeps the name, not a copy. */
 	snprintf(t->name, sizeof(t->name), "%s%s", c->tcase, suffix ? suffix : "");
-	tc = tcase_create(t->name);
-	tcase_add_checked_fixture(tc, fixtures[n_combo_tcases], teardown);
-	tcase_set_timeout(tc, timeout_s);
-	suite_add_tcase(s, tc);
-	n_combo_tcases++;
-	return tc;
+	return harness_tcase(s, t->name, NULL, fixtures[n_combo_tcases++], teardown, timeout_s);
 }
 
 void

@@ -275,6 +275,12 @@ struct TCase *harness_combo_tcase(struct Suite *s, const struct harness_combo *c
 				  const char *suffix, void (*setup)(const struct harness_combo *),
 				  void (*teardown)(void), int timeout_s);
 
+/* A TCase outside the matrix: named name, tagged tags (NULL: untagged),
+ * with a checked fixture of setup and teardown (either may be NULL) and
+ * timeout_s, added to s. */
+struct TCase *harness_tcase(struct Suite *s, const char *name, const char *tags,
+			    void (*setup)(void), void (*teardown)(void), int timeout_s);
+
 /* Add t to tc as one loop test over the rows mask selects, the loop
  * index being the row's index in the table: the test takes its
  * combination as harness_combo_at(_i). The rows must be contiguous in the

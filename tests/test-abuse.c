@@ -1453,12 +1453,10 @@ abuse_suite(void)
 		tcase_add_test(tc, abuse_udp_guard_drops_privileged_source_port);
 	}
 
-	tc = tcase_create("limits");
-	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tc = harness_tcase(s, "limits", NULL, NULL, NULL, TCASE_TIMEOUT);
 	tcase_add_test(tc, abuse_select_1200_connections_over_max_clients);
 	tcase_add_loop_test(tc, abuse_fd_exhaustion_backs_off_and_recovers, 0,
 			    ELEMENTSOF(exhaust_combos));
-	suite_add_tcase(s, tc);
 	return s;
 }
 

@@ -2447,30 +2447,21 @@ chat_net_suite(void)
 
 	/* Its own case, so CK_RUN_CASE can pick it or run the rest without
 	 * its 30 s wait. */
-	tc = tcase_create("name-timeout");
-	tcase_add_checked_fixture(tc, setup_none, teardown);
-	tcase_set_timeout(tc, TCASE_TIMEOUT + NAME_TIMEOUT_MS / 1000);
+	tc = harness_tcase(s, "name-timeout", NULL, setup_none, teardown,
+			   TCASE_TIMEOUT + NAME_TIMEOUT_MS / 1000);
 	tcase_add_test(tc, chat_tcp_unnamed_client_is_closed_after_30_s_on_every_model);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("ipv6");
-	tcase_set_tags(tc, HARNESS_TAG_IPV6);
-	tcase_add_checked_fixture(tc, setup_none, teardown);
-	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tc = harness_tcase(s, "ipv6", HARNESS_TAG_IPV6, setup_none, teardown, TCASE_TIMEOUT);
 	tcase_add_test(tc, chat_tcp_ipv6_host_is_numeric);
 	tcase_add_test(tc, chat_udp_ipv6_host_is_numeric);
-	suite_add_tcase(s, tc);
 
 	/* Needs ::1: tagged, run as meson test chat-net-ipv6, a skip without
 	 * it. Each UDP combination is a loop iteration (its index in the
 	 * harness's table). */
-	tc = tcase_create("udp-ipv6-wildcard");
-	tcase_set_tags(tc, HARNESS_TAG_IPV6);
-	tcase_add_checked_fixture(tc, setup_none, teardown);
-	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tc = harness_tcase(s, "udp-ipv6-wildcard", HARNESS_TAG_IPV6, setup_none, teardown,
+			   TCASE_TIMEOUT);
 	harness_combo_add_loop_test(tc, chat_udp_ipv6_and_mapped_peers_on_wildcard,
 				    HARNESS_COMBO_UDP | HARNESS_COMBO_WORKERS);
-	suite_add_tcase(s, tc);
 	return s;
 }
 

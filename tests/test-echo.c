@@ -1222,26 +1222,18 @@ echo_suite(void)
 	/* Needs ::1: tagged, run as meson test echo-ipv6, a skip without it.
 	 * One case, each UDP combination a loop iteration (its index in the
 	 * harness's table): no fixture daemon. */
-	tc = tcase_create("udp-ipv6");
-	tcase_set_tags(tc, HARNESS_TAG_IPV6);
-	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tc = harness_tcase(s, "udp-ipv6", HARNESS_TAG_IPV6, NULL, NULL, TCASE_TIMEOUT);
 	harness_combo_add_loop_test(tc, echo_udp_reply_source_ipv6_and_ipv4_mapped,
 				    HARNESS_COMBO_UDP | HARNESS_COMBO_WORKERS);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("multi");
-	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tc = harness_tcase(s, "multi", NULL, NULL, NULL, TCASE_TIMEOUT);
 	tcase_add_test(tc, echo_two_listeners_in_one_daemon);
 	tcase_add_test(tc, echo_activation_fds_matched_by_name_in_any_order);
 	tcase_add_test(tc, echo_activation_fds_matched_by_address_without_names);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("multi-ipv6");
-	tcase_set_tags(tc, HARNESS_TAG_IPV6);
-	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tc = harness_tcase(s, "multi-ipv6", HARNESS_TAG_IPV6, NULL, NULL, TCASE_TIMEOUT);
 	tcase_add_test(tc, echo_udp_ignores_source_port_of_own_listener);
 	tcase_add_test(tc, echo_udp_ipv6_largest_datagram);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
