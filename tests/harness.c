@@ -2204,3 +2204,182 @@ harness_main(struct Suite *s, int argc, char **argv)
 	}
 	return EXIT_SUCCESS;
 }
+
+/* ---- the model x protocol matrix ---- */
+
+#define COMBO(proto, model, label, workers) \
+	{ proto "-" label, proto, model, workers, label }
+
+static const struct harness_combo combos[] = {
+	COMBO("tcp", "fork", "fork", 0),     COMBO("tcp", "thread", "thread", 0),
+	COMBO("tcp", "select", "select", 0), COMBO("tcp", "poll", "poll", 0),
+	COMBO("tcp", "epoll", "epoll", 0),   COMBO("tcp", "epoll", "epoll-w2", 2),
+	COMBO("udp", "fork", "fork", 0),     COMBO("udp", "fork", "fork-w2", 2),
+	COMBO("udp", "thread", "thread", 0), COMBO("udp", "thread", "thread-w2", 2),
+	COMBO("udp", "select", "select", 0), COMBO("udp", "poll", "poll", 0),
+	COMBO("udp", "epoll", "epoll", 0),   COMBO("udp", "epoll", "epoll-w2", 2),
+};
+
+static const struct harness_combo *current_combo;
+
+size_t
+harness_combo_count(void)
+{
+	return ELEMENTSOF(combos);
+}
+
+const struct harness_combo *
+harness_combo_at(size_t i)
+{
+	return i < ELEMENTSOF(combos) ? &combos[i] : NULL;
+}
+
+size_t
+harness_combo_index(const struct harness_combo *c)
+{
+	return (size_t)(c - combos);
+}
+
+static bool
+combo_selected(const struct harness_combo *c, unsigned mask)
+{
+	unsigned proto = strcmp(c->protocol, "tcp") == 0 ? HARNESS_COMBO_TCP : HARNESS_COMBO_UDP;
+
+	return (mask & proto) && (!c->workers || (mask & HARNESS_COMBO_WORKERS));
+}
+
+const struct harness_combo *
+harness_combo_next(const struct harness_combo *prev, unsigned mask)
+{
+	for (size_t i = prev ? harness_combo_index(prev) + 1 : 0; i < ELEMENTSOF(combos); i++)
+		if (combo_selected(&combos[i], mask))
+			return &combos[i];
+	return NULL;
+}
+
+const struct harness_combo *
+harness_combo_find(const char *name)
+{
+	for (size_t i = 0; i < ELEMENTSOF(combos); i++)
+		if (strcmp(combos[i].tcase, name) == 0)
+			return &combos[i];
+	return NULL;
+}
+
+struct hl_listener
+harness_combo_listener(const struct harness_combo *c, const char *name, const char *service,
+		       const char *extra, char *buf, size_t len)
+{
+	if (c->workers)
+		snprintf(buf, len, "workers = %u; %s", c->workers, extra ? extra : "");
+	else
+		snprintf(buf, len, "%s", extra ? extra : "");
+	return (struct hl_listener){
+		.name = name,
+		.protocol = c->protocol,
+		.model = c->model,
+		.service = service ? service : "echo",
+		.extra = buf[0] ? buf : NULL,
+	};
+}
+
+const struct harness_combo *
+harness_combo_current(void)
+{
+	return current_combo;
+}
+
+void
+harness_combo_use(const struct harness_combo *c)
+{
+	current_combo = c;
+}
+
+/* What the fixture of the n-th TCase harness_combo_tcase() made does. */
+static struct combo_tcase {
+	const struct harness_combo *combo;
+	void (*setup)(const struct harness_combo *);
+	char name[48];
+} combo_tcases[HARNESS_MAX_COMBO_TCASES];
+static size_t n_combo_tcases;
+
+static void
+combo_fixture(size_t n)
+{
+	current_combo = combo_tcases[n].combo;
+	if (combo_tcases[n].setup)
+		combo_tcases[n].setup(current_combo);
+}
+
+/* A fixture takes no argument: one function per slot, fixture_ABC for
+ * slot A * 16 + B * 4 + C, and their table. */
+#define FIXTURE1(a, b, c)                          \
+	static void fixture_##a##b##c(void)        \
+	{                                          \
+		combo_fixture(a * 16 + b * 4 + c); \
+	}
+#define FIXTURE4(a, b) FIXTURE1(a, b, 0) FIXTURE1(a, b, 1) FIXTURE1(a, b, 2) FIXTURE1(a, b, 3)
+#define FIXTURE16(a) FIXTURE4(a, 0) FIXTURE4(a, 1) FIXTURE4(a, 2) FIXTURE4(a, 3)
+FIXTURE16(0)
+FIXTURE16(1)
+FIXTURE16(2)
+FIXTURE16(3)
+
+#define NAME1(a, b, c) fixture_##a##b##c,
+#define NAME4(a, b) NAME1(a, b, 0) NAME1(a, b, 1) NAME1(a, b, 2) NAME1(a, b, 3)
+#define NAME16(a) NAME4(a, 0) NAME4(a, 1) NAME4(a, 2) NAME4(a, 3)
+static void (*const fixtures[])(void) = { NAME16(0) NAME16(1) NAME16(2) NAME16(3) };
+_Static_assert(ELEMENTSOF(fixtures) == HARNESS_MAX_COMBO_TCASES, "one fixture per slot");
+
+TCase *
+harness_tcase(Suite *s, const char *name, const char *tags, void (*setup)(void),
+	      void (*teardown)(void), int timeout_s)
+{
+	TCase *tc = tcase_create(name);
+
+	if (tags)
+		tcase_set_tags(tc, tags);
+	if (setup || teardown)
+		tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, timeout_s);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
+TCase *
+harness_combo_tcase(Suite *s, const struct harness_combo *c, const char *suffix,
+		    void (*setup)(const struct harness_combo *), void (*teardown)(void),
+		    int timeout_s)
+{
+	struct combo_tcase *t;
+
+	if (n_combo_tcases >= ELEMENTSOF(combo_tcases)) {
+		fprintf(stderr, "harness: more than %d combination TCases\n",
+			HARNESS_MAX_COMBO_TCASES);
+		abort();
+	}
+	t = &combo_tcases[n_combo_tcases];
+	*t = (struct combo_tcase){ .combo = c, .setup = setup };
+	/* Check keeps the name, not a copy. */
+	snprintf(t->name, sizeof(t->name), "%s%s", c->tcase, suffix ? suffix : "");
+	return harness_tcase(s, t->name, NULL, fixtures[n_combo_tcases++], teardown, timeout_s);
+}
+
+void
+harness_combo_add_loop_test(TCase *tc, const TTest *t, unsigned mask)
+{
+	const struct harness_combo *first = harness_combo_next(NULL, mask), *last = NULL;
+	size_t n = 0;
+
+	HARNESS_FOR_EACH_COMBO(c, mask) {
+		last = c;
+		n++;
+	}
+	if (!first || harness_combo_index(last) + 1 - harness_combo_index(first) != n) {
+		fprintf(stderr, "harness: the combinations 0x%x are none or not contiguous\n",
+			mask);
+		abort();
+	}
+	tcase_add_loop_test(tc, t, (int)harness_combo_index(first),
+			    (int)harness_combo_index(last) + 1);
+}

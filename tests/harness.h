@@ -19,6 +19,8 @@
 #include <sys/types.h>
 
 struct Suite;
+struct TCase;
+struct TTest;
 
 /* Every wait in the harness is bounded by one of these. */
 #define HARNESS_START_TIMEOUT_MS 10000
@@ -218,3 +220,75 @@ int harness_wait_discarded(struct hdaemon *d, const char *listener, uint64_t min
  * "ipv6". Runs s (CK_ENV output, CK_RUN_CASE honoured), frees it, and
  * returns the exit status: 0, 1 on a failure, or HARNESS_EXIT_SKIP. */
 int harness_main(struct Suite *s, int argc, char **argv);
+
+/* ---- the model x protocol matrix ---- */
+
+/* One combination the integration tests run against: the TCase of that
+ * combination is named after it, which is what CK_RUN_CASE selects
+ * (.ci/run, README) and what every message of its tests repeats. */
+struct harness_combo {
+	const char *tcase;    /* "tcp-poll", "udp-fork-w2": the TCase name */
+	const char *protocol; /* "tcp" or "udp" */
+	const char *model;    /* "fork", "thread", "select", "poll", "epoll" */
+	unsigned workers;     /* 0: the setting is left out */
+	const char *label;    /* the name without the protocol: "poll", "epoll-w2" */
+};
+
+/* Which rows harness_combo_next() yields: a protocol or both, and with
+ * HARNESS_COMBO_WORKERS also the multi-worker rows ("-w2"). */
+#define HARNESS_COMBO_TCP (1u << 0)
+#define HARNESS_COMBO_UDP (1u << 1)
+#define HARNESS_COMBO_WORKERS (1u << 2)
+#define HARNESS_COMBO_ALL (HARNESS_COMBO_TCP | HARNESS_COMBO_UDP | HARNESS_COMBO_WORKERS)
+
+/* The whole table, in a fixed order: tcp then udp, each model in the
+ * order fork, thread, select, poll, epoll, a multi-worker row after its
+ * model. harness_combo_at(i) for i < harness_combo_count(). */
+size_t harness_combo_count(void);
+const struct harness_combo *harness_combo_at(size_t i);
+size_t harness_combo_index(const struct harness_combo *c);
+/* The first row after prev (NULL: the first row) that mask selects, or NULL. */
+const struct harness_combo *harness_combo_next(const struct harness_combo *prev, unsigned mask);
+/* The row named name, or NULL. */
+const struct harness_combo *harness_combo_find(const char *name);
+
+#define HARNESS_FOR_EACH_COMBO(c, mask)                                    \
+	for (const struct harness_combo *c = harness_combo_next(NULL, (mask)); c; \
+	     c = harness_combo_next(c, (mask)))
+
+/* A listener of combination c: its protocol and model, name and service
+ * as given (service NULL: "echo"), and as extra "workers = N; " (when c
+ * has workers) followed by extra, written into buf. */
+struct hl_listener harness_combo_listener(const struct harness_combo *c, const char *name,
+					  const char *service, const char *extra, char *buf,
+					  size_t len);
+
+/* Create the TCase of combination c, named c->tcase followed by suffix
+ * (NULL: nothing, or e.g. "-root"), with timeout_s, add it to s and return
+ * it for its tests. Its checked fixture makes c the current combination
+ * (harness_combo_current()) and then calls setup(c) when setup is not
+ * NULL; teardown (may be NULL) runs after each test. Check fixtures take
+ * no argument, so the harness keeps one fixture function per TCase it
+ * creates, at most HARNESS_MAX_COMBO_TCASES in a binary. */
+#define HARNESS_MAX_COMBO_TCASES 64
+struct TCase *harness_combo_tcase(struct Suite *s, const struct harness_combo *c,
+				  const char *suffix, void (*setup)(const struct harness_combo *),
+				  void (*teardown)(void), int timeout_s);
+
+/* A TCase outside the matrix: named name, tagged tags (NULL: untagged),
+ * with a checked fixture of setup and teardown (either may be NULL) and
+ * timeout_s, added to s. */
+struct TCase *harness_tcase(struct Suite *s, const char *name, const char *tags,
+			    void (*setup)(void), void (*teardown)(void), int timeout_s);
+
+/* Add t to tc as one loop test over the rows mask selects, the loop
+ * index being the row's index in the table: the test takes its
+ * combination as harness_combo_at(_i). The rows must be contiguous in the
+ * table, as those of one protocol are. */
+void harness_combo_add_loop_test(struct TCase *tc, const struct TTest *t, unsigned mask);
+
+/* The combination of the running test: set by the fixture of a
+ * harness_combo_tcase() TCase, or by harness_combo_use() (for a test that
+ * loops over combinations itself). NULL when none is. */
+const struct harness_combo *harness_combo_current(void);
+void harness_combo_use(const struct harness_combo *c);

@@ -3,8 +3,9 @@
  * clients that never read, the UDP loop and reflection guard, rate_limit,
  * and garbage. Every check runs against the real netechod under the
  * harness, once per concurrency model where the behaviour applies: TCase
- * "tcp-poll" runs the TCP checks against model poll, and so on; each test
- * gets the model as Check's loop index and repeats it in every message.
+ * "tcp-poll" runs the TCP checks against model poll, and so on (the
+ * harness's matrix, without its multi-worker rows); each test gets the
+ * model from the TCase's combination and repeats its name in every message.
  *
  * Sources: 127.0.0.1, plus 127.0.0.2 as a second loopback source (Linux
  * routes all of 127.0.0.0/8 to lo; a check that needs it fails where it
@@ -42,18 +43,24 @@
 #define GLOBAL "shutdown_timeout = 1;"
 #define SECOND_SOURCE "127.0.0.2"
 
-static const char *const models[] = { "fork", "thread", "select", "poll", "epoll" };
-enum { N_MODELS = ELEMENTSOF(models) };
-
 /* Name of the running combination, for messages: "tcp-poll". */
-static char cur[32];
+static const char *cur;
 
-static const char *
-use_model(const char *protocol, int i)
+/* The fixture of a combination's TCase (harness_combo_tcase()). */
+static void
+use_combo(const struct harness_combo *c)
 {
-	ck_assert_int_lt(i, N_MODELS);
-	snprintf(cur, sizeof(cur), "%s-%s", protocol, models[i]);
-	return models[i];
+	cur = c->tcase;
+}
+
+/* The model the running test is to use: its combination's. */
+static const char *
+combo_model(void)
+{
+	const struct harness_combo *c = harness_combo_current();
+
+	ck_assert_msg(c, "a test of the matrix runs outside its TCase");
+	return c->model;
 }
 
 /* ---- daemon ---- */
@@ -493,7 +500,7 @@ raise_nofile(rlim_t want, bool *ret_ok)
 
 START_TEST(abuse_tcp_allow_and_deny_by_source)
 {
-	const char *model = use_model("tcp", _i);
+	const char *model = combo_model();
 	struct hl_listener ls[2] = {
 		{ .name = "allow1", .protocol = "tcp", .model = model,
 		  .extra = "allow = [ \"127.0.0.1/32\" ];" },
@@ -522,7 +529,7 @@ END_TEST
 
 START_TEST(abuse_tcp_ipv4_mapped_sources_get_ipv4_rules)
 {
-	const char *model = use_model("tcp", _i);
+	const char *model = combo_model();
 	/* "*" is one dual-stack socket: IPv4 clients arrive as ::ffff:a.b.c.d.
 	 * The deny entry is written IPv4-mapped and must act as IPv4 too. */
 	struct hl_listener l = {
@@ -549,7 +556,7 @@ END_TEST
 
 START_TEST(abuse_tcp_per_source_refuses_third_from_one_address)
 {
-	const char *model = use_model("tcp", _i);
+	const char *model = combo_model();
 	struct hl_listener l = { .name = "persrc", .protocol = "tcp", .model = model,
 				 .extra = "per_source = 2;" };
 	_cleanup_(closep) int c1 = -1, c2 = -1, c3 = -1, c4 = -1;
@@ -580,7 +587,7 @@ END_TEST
 
 START_TEST(abuse_tcp_max_clients_refuses_then_recovers)
 {
-	const char *model = use_model("tcp", _i);
+	const char *model = combo_model();
 	struct hl_listener l = { .name = "maxc", .protocol = "tcp", .model = model,
 				 .extra = "max_clients = 3;" };
 	int c[4] = { -1, -1, -1, -1 };
@@ -614,7 +621,7 @@ END_TEST
 
 START_TEST(abuse_tcp_idle_timeout_closes_only_silent_client)
 {
-	const char *model = use_model("tcp", _i);
+	const char *model = combo_model();
 	struct hl_listener l = { .name = "idle", .protocol = "tcp", .model = model,
 				 .extra = "idle_timeout = 1;" };
 	_cleanup_(closep) int silent = -1, active = -1;
@@ -701,7 +708,7 @@ send_without_reading(int fd, uint64_t len, int stall_ms, bool *ret_blocked)
 
 START_TEST(abuse_tcp_reset_mid_transfer_keeps_serving)
 {
-	const char *model = use_model("tcp", _i);
+	const char *model = combo_model();
 	struct hl_listener l = { .name = "rst", .protocol = "tcp", .model = model };
 	struct pidset before;
 	struct hdaemon d;
@@ -745,7 +752,7 @@ rss_sum(const pid_t *pids, size_t n)
 
 START_TEST(abuse_tcp_non_reading_client_bounded_memory)
 {
-	const char *model = use_model("tcp", _i);
+	const char *model = combo_model();
 	struct hl_listener l = { .name = "flood", .protocol = "tcp", .model = model };
 	_cleanup_(closep) int flood = -1, other = -1;
 	pid_t pids[32];
@@ -881,7 +888,7 @@ garbage_to_tcp(struct hdaemon *d, const struct hl_listener *l, const struct pids
 
 START_TEST(abuse_tcp_garbage_to_echo_keeps_serving)
 {
-	const char *model = use_model("tcp", _i);
+	const char *model = combo_model();
 	struct hl_listener l = { .name = "gecho", .protocol = "tcp", .model = model,
 				 .service = "echo" };
 	_cleanup_(closep) int fd = -1;
@@ -900,7 +907,7 @@ END_TEST
 
 START_TEST(abuse_tcp_garbage_to_chat_keeps_serving)
 {
-	const char *model = use_model("tcp", _i);
+	const char *model = combo_model();
 	struct hl_listener l = { .name = "gchat", .protocol = "tcp", .model = model,
 				 .service = "chat", .extra = "max_line = 512;" };
 	_cleanup_(closep) int fd = -1;
@@ -923,7 +930,7 @@ END_TEST
 
 START_TEST(abuse_udp_allow_and_deny_by_source)
 {
-	const char *model = use_model("udp", _i);
+	const char *model = combo_model();
 	struct hl_listener ls[2] = {
 		{ .name = "allow1", .protocol = "udp", .model = model,
 		  .extra = "allow = [ \"127.0.0.1/32\" ];" },
@@ -961,7 +968,7 @@ END_TEST
 
 START_TEST(abuse_udp_ipv4_mapped_sources_get_ipv4_rules)
 {
-	const char *model = use_model("udp", _i);
+	const char *model = combo_model();
 	struct hl_listener l = {
 		.name = "mapped", .protocol = "udp", .model = model, .address = "*", .no_fd = true,
 		.extra = "allow = [ \"127.0.0.0/8\" ]; deny = [ \"::ffff:127.0.0.2/128\" ];",
@@ -1027,19 +1034,19 @@ guard_drops(const char *model, const uint16_t *ports, size_t n)
 
 START_TEST(abuse_udp_guard_drops_reflection_source_ports)
 {
-	guard_drops(use_model("udp", _i), guarded_ports, ELEMENTSOF(guarded_ports));
+	guard_drops(combo_model(), guarded_ports, ELEMENTSOF(guarded_ports));
 }
 END_TEST
 
 START_TEST(abuse_udp_guard_drops_privileged_source_port)
 {
-	guard_drops(use_model("udp", _i), guarded_root_ports, ELEMENTSOF(guarded_root_ports));
+	guard_drops(combo_model(), guarded_root_ports, ELEMENTSOF(guarded_root_ports));
 }
 END_TEST
 
 START_TEST(abuse_udp_guard_drops_own_listener_port)
 {
-	const char *model = use_model("udp", _i);
+	const char *model = combo_model();
 	/* The second listener sits on 127.0.0.2, so its port is free on
 	 * 127.0.0.1: a datagram from 127.0.0.1:THAT-PORT looks exactly like
 	 * one sent by the other listener (the guard looks at ports). */
@@ -1090,7 +1097,7 @@ END_TEST
 START_TEST(abuse_udp_rate_limit_per_source)
 {
 	enum { RATE = 10, BURST = 50 };
-	const char *model = use_model("udp", _i);
+	const char *model = combo_model();
 	struct hl_listener l = { .name = "rl", .protocol = "udp", .model = model,
 				 .extra = "rate_limit = 10;" };
 	_cleanup_(closep) int a = -1, b = -1;
@@ -1171,7 +1178,7 @@ garbage_datagrams(uint16_t port)
 
 START_TEST(abuse_udp_garbage_to_echo_keeps_serving)
 {
-	const char *model = use_model("udp", _i);
+	const char *model = combo_model();
 	struct hl_listener l = { .name = "gecho", .protocol = "udp", .model = model };
 	_cleanup_(closep) int fd = -1;
 	struct pidset before;
@@ -1194,7 +1201,7 @@ END_TEST
 
 START_TEST(abuse_udp_garbage_to_chat_keeps_serving)
 {
-	const char *model = use_model("udp", _i);
+	const char *model = combo_model();
 	struct hl_listener l = { .name = "gchat", .protocol = "udp", .model = model,
 				 .service = "chat", .extra = "max_line = 512;" };
 	_cleanup_(closep) int fd = -1;
@@ -1251,7 +1258,7 @@ udp_chat_join(int fd, const char *name)
 
 START_TEST(abuse_udp_chat_max_clients_refuses_then_recovers)
 {
-	const char *model = use_model("udp", _i);
+	const char *model = combo_model();
 	struct hl_listener l = { .name = "full", .protocol = "udp", .model = model,
 				 .service = "chat", .extra = "max_clients = 2;" };
 	_cleanup_(closep) int a = -1, b = -1, c = -1;
@@ -1292,7 +1299,7 @@ START_TEST(abuse_select_1200_connections_over_max_clients)
 	struct hdaemon d;
 	bool ok;
 
-	snprintf(cur, sizeof(cur), "tcp-select");
+	cur = "tcp-select";
 	ck_assert(fds && pfd && state);
 	raise_nofile(2500, &ok);
 	if (!ok)
@@ -1343,12 +1350,13 @@ START_TEST(abuse_select_1200_connections_over_max_clients)
 }
 END_TEST
 
-static const char *const exhaust_models[] = { "thread", "poll", "epoll" };
+static const char *const exhaust_combos[] = { "tcp-thread", "tcp-poll", "tcp-epoll" };
 
 START_TEST(abuse_fd_exhaustion_backs_off_and_recovers)
 {
 	enum { N = 100, NOFILE = 64 };
-	const char *model = exhaust_models[_i];
+	const struct harness_combo *combo = harness_combo_find(exhaust_combos[_i]);
+	const char *model = combo->model;
 	struct hl_listener l = { .name = "nofd", .protocol = "tcp", .model = model };
 	struct rlimit low = { .rlim_cur = NOFILE, .rlim_max = NOFILE };
 	int fds[N], open_fds;
@@ -1358,7 +1366,7 @@ START_TEST(abuse_fd_exhaustion_backs_off_and_recovers)
 	struct hdaemon d;
 	double cpu;
 
-	snprintf(cur, sizeof(cur), "tcp-%s", model);
+	cur = combo->tcase;
 	start(&d, &l, 1);
 	before = handlers_of(&d);
 	ck_assert_msg(before.n == 1, "[%s] expected one handler process, found %zu", cur, before.n);
@@ -1401,72 +1409,54 @@ abuse_suite(void)
 {
 	Suite *s = suite_create("abuse");
 	TCase *tc;
-	/* Check keeps the TCase names, not copies. */
-	static char names[2 * N_MODELS][16];
-	static char tag_names[N_MODELS][3][24];
 
-	for (int m = 0; m < N_MODELS; m++) {
-		char *name = names[m];
-
-		snprintf(name, sizeof(names[m]), "tcp-%s", models[m]);
-		tc = tcase_create(name);
-		tcase_set_timeout(tc, TCASE_TIMEOUT);
-		tcase_add_loop_test(tc, abuse_tcp_allow_and_deny_by_source, m, m + 1);
-		tcase_add_loop_test(tc, abuse_tcp_per_source_refuses_third_from_one_address, m, m + 1);
-		tcase_add_loop_test(tc, abuse_tcp_max_clients_refuses_then_recovers, m, m + 1);
-		tcase_add_loop_test(tc, abuse_tcp_idle_timeout_closes_only_silent_client, m, m + 1);
-		tcase_add_loop_test(tc, abuse_tcp_reset_mid_transfer_keeps_serving, m, m + 1);
-		tcase_add_loop_test(tc, abuse_tcp_non_reading_client_bounded_memory, m, m + 1);
-		tcase_add_loop_test(tc, abuse_tcp_garbage_to_echo_keeps_serving, m, m + 1);
-		tcase_add_loop_test(tc, abuse_tcp_garbage_to_chat_keeps_serving, m, m + 1);
-		suite_add_tcase(s, tc);
+	HARNESS_FOR_EACH_COMBO(c, HARNESS_COMBO_TCP) {
+		tc = harness_combo_tcase(s, c, NULL, use_combo, NULL, TCASE_TIMEOUT);
+		tcase_add_test(tc, abuse_tcp_allow_and_deny_by_source);
+		tcase_add_test(tc, abuse_tcp_per_source_refuses_third_from_one_address);
+		tcase_add_test(tc, abuse_tcp_max_clients_refuses_then_recovers);
+		tcase_add_test(tc, abuse_tcp_idle_timeout_closes_only_silent_client);
+		tcase_add_test(tc, abuse_tcp_reset_mid_transfer_keeps_serving);
+		tcase_add_test(tc, abuse_tcp_non_reading_client_bounded_memory);
+		tcase_add_test(tc, abuse_tcp_garbage_to_echo_keeps_serving);
+		tcase_add_test(tc, abuse_tcp_garbage_to_chat_keeps_serving);
 	}
-	for (int m = 0; m < N_MODELS; m++) {
-		char *name = names[N_MODELS + m];
-
-		snprintf(name, sizeof(names[m]), "udp-%s", models[m]);
-		tc = tcase_create(name);
-		tcase_set_timeout(tc, TCASE_TIMEOUT);
-		tcase_add_loop_test(tc, abuse_udp_allow_and_deny_by_source, m, m + 1);
-		tcase_add_loop_test(tc, abuse_udp_guard_drops_reflection_source_ports, m, m + 1);
-		tcase_add_loop_test(tc, abuse_udp_guard_drops_own_listener_port, m, m + 1);
-		tcase_add_loop_test(tc, abuse_udp_rate_limit_per_source, m, m + 1);
-		tcase_add_loop_test(tc, abuse_udp_garbage_to_echo_keeps_serving, m, m + 1);
-		tcase_add_loop_test(tc, abuse_udp_garbage_to_chat_keeps_serving, m, m + 1);
-		tcase_add_loop_test(tc, abuse_udp_chat_max_clients_refuses_then_recovers, m, m + 1);
-		suite_add_tcase(s, tc);
+	HARNESS_FOR_EACH_COMBO(c, HARNESS_COMBO_UDP) {
+		tc = harness_combo_tcase(s, c, NULL, use_combo, NULL, TCASE_TIMEOUT);
+		tcase_add_test(tc, abuse_udp_allow_and_deny_by_source);
+		tcase_add_test(tc, abuse_udp_guard_drops_reflection_source_ports);
+		tcase_add_test(tc, abuse_udp_guard_drops_own_listener_port);
+		tcase_add_test(tc, abuse_udp_rate_limit_per_source);
+		tcase_add_test(tc, abuse_udp_garbage_to_echo_keeps_serving);
+		tcase_add_test(tc, abuse_udp_garbage_to_chat_keeps_serving);
+		tcase_add_test(tc, abuse_udp_chat_max_clients_refuses_then_recovers);
 	}
 
-	/* Cases that need root or IPv6: abuse-root, abuse-ipv6 (harness_main). */
-	for (int m = 0; m < N_MODELS; m++) {
-		snprintf(tag_names[m][0], sizeof(tag_names[m][0]), "tcp-%s-ipv6", models[m]);
-		tc = tcase_create(tag_names[m][0]);
-		tcase_set_tags(tc, HARNESS_TAG_IPV6);
-		tcase_set_timeout(tc, TCASE_TIMEOUT);
-		tcase_add_loop_test(tc, abuse_tcp_ipv4_mapped_sources_get_ipv4_rules, m, m + 1);
-		suite_add_tcase(s, tc);
+	/* Cases that need root or IPv6: abuse-root, abuse-ipv6 (harness_main),
+	 * model by model. */
+	HARNESS_FOR_EACH_COMBO(t, HARNESS_COMBO_TCP) {
+		char udp[32];
+		const struct harness_combo *u;
 
-		snprintf(tag_names[m][1], sizeof(tag_names[m][1]), "udp-%s-ipv6", models[m]);
-		tc = tcase_create(tag_names[m][1]);
+		tc = harness_combo_tcase(s, t, "-ipv6", use_combo, NULL, TCASE_TIMEOUT);
 		tcase_set_tags(tc, HARNESS_TAG_IPV6);
-		tcase_set_timeout(tc, TCASE_TIMEOUT);
-		tcase_add_loop_test(tc, abuse_udp_ipv4_mapped_sources_get_ipv4_rules, m, m + 1);
-		suite_add_tcase(s, tc);
+		tcase_add_test(tc, abuse_tcp_ipv4_mapped_sources_get_ipv4_rules);
 
-		snprintf(tag_names[m][2], sizeof(tag_names[m][2]), "udp-%s-root", models[m]);
-		tc = tcase_create(tag_names[m][2]);
+		snprintf(udp, sizeof(udp), "udp-%s", t->label);
+		u = harness_combo_find(udp);
+		tc = harness_combo_tcase(s, u, "-ipv6", use_combo, NULL, TCASE_TIMEOUT);
+		tcase_set_tags(tc, HARNESS_TAG_IPV6);
+		tcase_add_test(tc, abuse_udp_ipv4_mapped_sources_get_ipv4_rules);
+
+		tc = harness_combo_tcase(s, u, "-root", use_combo, NULL, TCASE_TIMEOUT);
 		tcase_set_tags(tc, HARNESS_TAG_ROOT);
-		tcase_set_timeout(tc, TCASE_TIMEOUT);
-		tcase_add_loop_test(tc, abuse_udp_guard_drops_privileged_source_port, m, m + 1);
-		suite_add_tcase(s, tc);
+		tcase_add_test(tc, abuse_udp_guard_drops_privileged_source_port);
 	}
 
-	tc = tcase_create("limits");
-	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tc = harness_tcase(s, "limits", NULL, NULL, NULL, TCASE_TIMEOUT);
 	tcase_add_test(tc, abuse_select_1200_connections_over_max_clients);
 	tcase_add_loop_test(tc, abuse_fd_exhaustion_backs_off_and_recovers, 0,
-			    ELEMENTSOF(exhaust_models));
-	suite_add_tcase(s, tc);
+			    ELEMENTSOF(exhaust_combos));
 	return s;
 }
 

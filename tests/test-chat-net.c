@@ -41,32 +41,9 @@
 /* read_line(): the peer closed (cleanly). */
 #define GOT_EOF (-1000000)
 
-struct combo {
-	const char *tcase;
-	const char *protocol;
-	const char *model;
-	unsigned workers; /* 0: leave the setting out */
-};
-
-static const struct combo combos[] = {
-	{ "tcp-fork", "tcp", "fork", 0 },
-	{ "tcp-thread", "tcp", "thread", 0 },
-	{ "tcp-select", "tcp", "select", 0 },
-	{ "tcp-poll", "tcp", "poll", 0 },
-	{ "tcp-epoll", "tcp", "epoll", 0 },
-	{ "tcp-epoll-w2", "tcp", "epoll", 2 },
-	{ "udp-fork", "udp", "fork", 0 },
-	{ "udp-fork-w2", "udp", "fork", 2 },
-	{ "udp-thread", "udp", "thread", 0 },
-	{ "udp-thread-w2", "udp", "thread", 2 },
-	{ "udp-select", "udp", "select", 0 },
-	{ "udp-poll", "udp", "poll", 0 },
-	{ "udp-epoll", "udp", "epoll", 0 },
-	{ "udp-epoll-w2", "udp", "epoll", 2 },
-};
-
-/* The combination of the running TCase, and the daemon a test started. */
-static const struct combo *cur;
+/* The combination of the running TCase (harness_combo_tcase()'s fixture
+ * sets it), and the daemon a test started. */
+static const struct harness_combo *cur;
 static struct hdaemon srv;
 static struct hl_listener srv_listener;
 static char srv_extra[256];
@@ -140,16 +117,8 @@ start_chat_full(const char *address, const char *extra, const char *global_extra
 {
 	int r;
 
-	snprintf(srv_extra, sizeof(srv_extra), "%s%s%s", cur->workers ? "workers = " : "",
-		 cur->workers ? (cur->workers == 2 ? "2; " : "1; ") : "", extra ? extra : "");
-	srv_listener = (struct hl_listener){
-		.name = ROOM,
-		.protocol = cur->protocol,
-		.model = cur->model,
-		.service = "chat",
-		.address = address,
-		.extra = srv_extra[0] ? srv_extra : NULL,
-	};
+	srv_listener = harness_combo_listener(cur, ROOM, "chat", extra, srv_extra, sizeof(srv_extra));
+	srv_listener.address = address;
 	srv = (struct hdaemon){ 0 };
 	r = harness_start(&srv, &srv_listener, 1, global_extra);
 	ck_assert_msg(r == 0, "[%s] netechod (chat on %s, '%s') did not start: %s", cur->tcase,
@@ -186,32 +155,12 @@ teardown(void)
 	srv_started = false;
 }
 
-#define SETUP(i)                           \
-	static void setup_##i(void)        \
-	{                                  \
-		cur = &combos[i];          \
-		srv_started = false;       \
-	}
-SETUP(0)
-SETUP(1)
-SETUP(2)
-SETUP(3)
-SETUP(4)
-SETUP(5)
-SETUP(6)
-SETUP(7)
-SETUP(8)
-SETUP(9)
-SETUP(10)
-SETUP(11)
-SETUP(12)
-SETUP(13)
-
-static void (*const setups[])(void) = {
-	setup_0, setup_1, setup_2,  setup_3,  setup_4,  setup_5,  setup_6,
-	setup_7, setup_8, setup_9, setup_10, setup_11, setup_12, setup_13,
-};
-_Static_assert(ELEMENTSOF(setups) == ELEMENTSOF(combos), "one setup per combination");
+static void
+setup(const struct harness_combo *c)
+{
+	cur = c;
+	srv_started = false;
+}
 
 /* ---- TCP clients: buffered CRLF line reader ---- */
 
@@ -2192,17 +2141,9 @@ END_TEST
 #define NAME_TIMEOUT_SLACK_MS 10000
 #define NAME_DEADLINE_USEC ((NAME_TIMEOUT_MS + NAME_TIMEOUT_SLACK_MS) * USEC_PER_MSEC)
 
-static const struct {
-	const char *label;
-	const char *model;
-	const char *extra;
-} name_timeout_rooms[] = {
-	{ "fork", "fork", NULL },     { "thread", "thread", NULL }, { "select", "select", NULL },
-	{ "poll", "poll", NULL },     { "epoll", "epoll", NULL },
-	{ "epoll-w2", "epoll", "workers = 2;" },
-};
-
-static const struct combo name_timeout_combo = { "name-timeout", "tcp", "all", 0 };
+/* Not rows of the matrix: names for the messages. */
+static const struct harness_combo name_timeout_combo = { "name-timeout", "tcp", "all", 0,
+							  "all" };
 
 /* Until deadline, but at least a moment: what came meanwhile, while
  * another client was waited for, is in the socket and counts. */
@@ -2244,45 +2185,49 @@ check_name_timeout(struct tclient *c, uint64_t t0, char *why, size_t size)
 
 START_TEST(chat_tcp_unnamed_client_is_closed_after_30_s_on_every_model)
 {
-	enum { N = ELEMENTSOF(name_timeout_rooms) };
-	struct hl_listener ls[N];
-	struct tclient *c[N] = { NULL };
-	char names[N][32], failed[4096] = "";
-	uint64_t t0[N];
+	/* A room for every tcp combination of the matrix, in one daemon. */
+	enum { N_ROOMS_MAX = 8 };
+	const struct harness_combo *rooms[N_ROOMS_MAX];
+	struct hl_listener ls[N_ROOMS_MAX];
+	struct tclient *c[N_ROOMS_MAX] = { NULL };
+	char names[N_ROOMS_MAX][32], extras[N_ROOMS_MAX][64], failed[4096] = "";
+	uint64_t t0[N_ROOMS_MAX];
+	size_t n = 0;
 	int r;
 
 	cur = &name_timeout_combo;
-	for (size_t i = 0; i < N; i++) {
-		snprintf(names[i], sizeof(names[i]), "room-%s", name_timeout_rooms[i].label);
-		ls[i] = (struct hl_listener){ .name = names[i], .protocol = "tcp",
-					      .model = name_timeout_rooms[i].model,
-					      .service = "chat",
-					      .extra = name_timeout_rooms[i].extra };
+	HARNESS_FOR_EACH_COMBO(k, HARNESS_COMBO_TCP | HARNESS_COMBO_WORKERS) {
+		ck_assert_uint_lt(n, N_ROOMS_MAX);
+		rooms[n] = k;
+		snprintf(names[n], sizeof(names[n]), "room-%s", k->label);
+		ls[n] = harness_combo_listener(k, names[n], "chat", NULL, extras[n],
+					       sizeof(extras[n]));
+		n++;
 	}
 	srv = (struct hdaemon){ 0 };
-	r = harness_start(&srv, ls, N, NULL);
+	r = harness_start(&srv, ls, n, NULL);
 	ck_assert_msg(r == 0, "[%s] netechod with a chat listener per model did not start: %s",
 		      cur->tcase, strerror(-r));
 	srv_started = true;
 
-	for (size_t i = 0; i < N; i++) {
+	for (size_t i = 0; i < n; i++) {
 		int fd = harness_tcp_connect(ls[i].port);
 
 		ck_assert_msg(fd >= 0, "[%s] connect to %s: %s", cur->tcase, names[i],
 			      strerror(-fd));
 		t0[i] = now_usec();
-		c[i] = tc_wrap(fd, name_timeout_rooms[i].label);
+		c[i] = tc_wrap(fd, rooms[i]->label);
 		tc_expectf(c[i], "* welcome to %s (0 online); send your name", names[i]);
 	}
 	/* Each client in turn, against its own deadline: the others' lines
 	 * wait in their sockets meanwhile. Every model is looked at before
 	 * failing, so the message names all that are wrong. */
-	for (size_t i = 0; i < N; i++) {
+	for (size_t i = 0; i < n; i++) {
 		size_t o = strlen(failed);
 
 		check_name_timeout(c[i], t0[i], failed + o, sizeof(failed) - o);
 	}
-	for (size_t i = 0; i < N; i++)
+	for (size_t i = 0; i < n; i++)
 		c[i] = tc_free(c[i]);
 	ck_assert_msg(!failed[0],
 		      "[%s] an unnamed client must get the notice and the close 30 s after "
@@ -2293,13 +2238,13 @@ END_TEST
 
 /* ---- IPv6: HOST is the numeric address ---- */
 
-static const struct combo ipv6_combos[] = {
-	{ "ipv6-tcp-poll", "tcp", "poll", 0 },
-	{ "ipv6-udp-poll", "udp", "poll", 0 },
+static const struct harness_combo ipv6_combos[] = {
+	{ "ipv6-tcp-poll", "tcp", "poll", 0, "poll" },
+	{ "ipv6-udp-poll", "udp", "poll", 0, "poll" },
 };
 
 static bool
-start_ipv6(const struct combo *c)
+start_ipv6(const struct harness_combo *c)
 {
 	int r;
 
@@ -2455,7 +2400,7 @@ START_TEST(chat_udp_ipv6_and_mapped_peers_on_wildcard)
 		{ "carol", "127.0.0.3", "127.0.0.3" },
 	};
 
-	cur = &combos[_i];
+	cur = harness_combo_at((size_t)_i);
 	wildcard_room(ps, ELEMENTSOF(ps));
 }
 END_TEST
@@ -2472,70 +2417,53 @@ chat_net_suite(void)
 	Suite *s = suite_create("chat-net");
 	TCase *tc;
 
-	for (size_t i = 0; i < ELEMENTSOF(combos); i++) {
-		tc = tcase_create(combos[i].tcase);
-		tcase_add_checked_fixture(tc, setups[i], teardown);
-		tcase_set_timeout(tc, TCASE_TIMEOUT);
-		if (strcmp(combos[i].protocol, "tcp") == 0) {
-			tcase_add_test(tc, chat_tcp_welcome_and_naming);
-			tcase_add_test(tc, chat_tcp_relay_reaches_others_never_the_sender);
-			tcase_add_test(tc, chat_tcp_commands);
-			tcase_add_test(tc, chat_tcp_quit_and_close_announce_left);
-			tcase_add_test(tc, chat_tcp_sanitizes_relayed_text);
-			tcase_add_test(tc, chat_tcp_line_too_long_is_refused_client_stays);
-			tcase_add_test(tc, chat_tcp_20_clients_50_messages_in_order);
-			tcase_add_test(tc, chat_tcp_slow_consumer_is_disconnected);
-			tcase_add_test(tc, chat_tcp_flood_drops_only_the_member_that_does_not_read);
-			tcase_add_test(tc, chat_tcp_100_members_at_70_lines_per_second);
-			tcase_add_test(tc, chat_tcp_server_full);
-			tcase_add_test(tc, chat_tcp_rate_limit_says_slow_down);
-			tcase_add_test(tc, chat_tcp_sigterm_tells_every_client);
-			tcase_add_test(tc, chat_tcp_session_through_socat);
-		} else {
-			tcase_add_test(tc, chat_udp_join_handshake);
-			tcase_add_test(tc, chat_udp_token_is_bound_to_the_address);
-			tcase_add_test(tc, chat_udp_stranger_gets_one_reply_per_datagram);
-			tcase_add_test(tc, chat_udp_lines_before_join_keep_the_token);
-			tcase_add_test(tc, chat_udp_relay_and_commands);
-			tcase_add_test(tc, chat_udp_sanitizes_relayed_text);
-			tcase_add_test(tc, chat_udp_idle_peer_is_forgotten);
-			tcase_add_test(tc, chat_udp_sigterm_tells_joined_peers);
-			tcase_add_test(tc, chat_udp_each_peer_hears_from_the_address_it_sent_to);
-		}
-		suite_add_tcase(s, tc);
+	HARNESS_FOR_EACH_COMBO(c, HARNESS_COMBO_TCP | HARNESS_COMBO_WORKERS) {
+		tc = harness_combo_tcase(s, c, NULL, setup, teardown, TCASE_TIMEOUT);
+		tcase_add_test(tc, chat_tcp_welcome_and_naming);
+		tcase_add_test(tc, chat_tcp_relay_reaches_others_never_the_sender);
+		tcase_add_test(tc, chat_tcp_commands);
+		tcase_add_test(tc, chat_tcp_quit_and_close_announce_left);
+		tcase_add_test(tc, chat_tcp_sanitizes_relayed_text);
+		tcase_add_test(tc, chat_tcp_line_too_long_is_refused_client_stays);
+		tcase_add_test(tc, chat_tcp_20_clients_50_messages_in_order);
+		tcase_add_test(tc, chat_tcp_slow_consumer_is_disconnected);
+		tcase_add_test(tc, chat_tcp_flood_drops_only_the_member_that_does_not_read);
+		tcase_add_test(tc, chat_tcp_100_members_at_70_lines_per_second);
+		tcase_add_test(tc, chat_tcp_server_full);
+		tcase_add_test(tc, chat_tcp_rate_limit_says_slow_down);
+		tcase_add_test(tc, chat_tcp_sigterm_tells_every_client);
+		tcase_add_test(tc, chat_tcp_session_through_socat);
+	}
+	HARNESS_FOR_EACH_COMBO(c, HARNESS_COMBO_UDP | HARNESS_COMBO_WORKERS) {
+		tc = harness_combo_tcase(s, c, NULL, setup, teardown, TCASE_TIMEOUT);
+		tcase_add_test(tc, chat_udp_join_handshake);
+		tcase_add_test(tc, chat_udp_token_is_bound_to_the_address);
+		tcase_add_test(tc, chat_udp_stranger_gets_one_reply_per_datagram);
+		tcase_add_test(tc, chat_udp_lines_before_join_keep_the_token);
+		tcase_add_test(tc, chat_udp_relay_and_commands);
+		tcase_add_test(tc, chat_udp_sanitizes_relayed_text);
+		tcase_add_test(tc, chat_udp_idle_peer_is_forgotten);
+		tcase_add_test(tc, chat_udp_sigterm_tells_joined_peers);
+		tcase_add_test(tc, chat_udp_each_peer_hears_from_the_address_it_sent_to);
 	}
 
 	/* Its own case, so CK_RUN_CASE can pick it or run the rest without
 	 * its 30 s wait. */
-	tc = tcase_create("name-timeout");
-	tcase_add_checked_fixture(tc, setup_none, teardown);
-	tcase_set_timeout(tc, TCASE_TIMEOUT + NAME_TIMEOUT_MS / 1000);
+	tc = harness_tcase(s, "name-timeout", NULL, setup_none, teardown,
+			   TCASE_TIMEOUT + NAME_TIMEOUT_MS / 1000);
 	tcase_add_test(tc, chat_tcp_unnamed_client_is_closed_after_30_s_on_every_model);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("ipv6");
-	tcase_set_tags(tc, HARNESS_TAG_IPV6);
-	tcase_add_checked_fixture(tc, setup_none, teardown);
-	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tc = harness_tcase(s, "ipv6", HARNESS_TAG_IPV6, setup_none, teardown, TCASE_TIMEOUT);
 	tcase_add_test(tc, chat_tcp_ipv6_host_is_numeric);
 	tcase_add_test(tc, chat_udp_ipv6_host_is_numeric);
-	suite_add_tcase(s, tc);
 
 	/* Needs ::1: tagged, run as meson test chat-net-ipv6, a skip without
-	 * it. Each UDP combination is a loop iteration. */
-	{
-		size_t first_udp = 0;
-
-		while (strcmp(combos[first_udp].protocol, "udp") != 0)
-			first_udp++;
-		tc = tcase_create("udp-ipv6-wildcard");
-		tcase_set_tags(tc, HARNESS_TAG_IPV6);
-		tcase_add_checked_fixture(tc, setup_none, teardown);
-		tcase_set_timeout(tc, TCASE_TIMEOUT);
-		tcase_add_loop_test(tc, chat_udp_ipv6_and_mapped_peers_on_wildcard, (int)first_udp,
-				    (int)ELEMENTSOF(combos));
-		suite_add_tcase(s, tc);
-	}
+	 * it. Each UDP combination is a loop iteration (its index in the
+	 * harness's table). */
+	tc = harness_tcase(s, "udp-ipv6-wildcard", HARNESS_TAG_IPV6, setup_none, teardown,
+			   TCASE_TIMEOUT);
+	harness_combo_add_loop_test(tc, chat_udp_ipv6_and_mapped_peers_on_wildcard,
+				    HARNESS_COMBO_UDP | HARNESS_COMBO_WORKERS);
 	return s;
 }
 

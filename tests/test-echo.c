@@ -25,52 +25,12 @@
 #define TCASE_TIMEOUT 90
 #define IO_MS HARNESS_IO_TIMEOUT_MS
 
-struct combo {
-	const char *tcase;
-	const char *protocol;
-	const char *model;
-	unsigned workers; /* 0: leave the setting out */
-};
-
-static const struct combo combos[] = {
-	{ "tcp-fork", "tcp", "fork", 0 },
-	{ "tcp-thread", "tcp", "thread", 0 },
-	{ "tcp-select", "tcp", "select", 0 },
-	{ "tcp-poll", "tcp", "poll", 0 },
-	{ "tcp-epoll", "tcp", "epoll", 0 },
-	{ "tcp-epoll-w2", "tcp", "epoll", 2 },
-	{ "udp-fork", "udp", "fork", 0 },
-	{ "udp-fork-w2", "udp", "fork", 2 },
-	{ "udp-thread", "udp", "thread", 0 },
-	{ "udp-thread-w2", "udp", "thread", 2 },
-	{ "udp-select", "udp", "select", 0 },
-	{ "udp-poll", "udp", "poll", 0 },
-	{ "udp-epoll", "udp", "epoll", 0 },
-	{ "udp-epoll-w2", "udp", "epoll", 2 },
-};
-
-/* The combination of the running TCase, and its daemon (checked fixture). */
-static const struct combo *cur;
+/* The combination of the running TCase (harness_combo_tcase()'s fixture
+ * sets it), and its daemon. */
+static const struct harness_combo *cur;
 static struct hdaemon srv;
 static struct hl_listener srv_listener;
 static char srv_extra[256];
-
-static struct hl_listener
-combo_listener(const struct combo *c, const char *name, const char *extra, char *buf,
-	       size_t len)
-{
-	if (c->workers)
-		snprintf(buf, len, "workers = %u; %s", c->workers, extra ? extra : "");
-	else
-		snprintf(buf, len, "%s", extra ? extra : "");
-	return (struct hl_listener){
-		.name = name,
-		.protocol = c->protocol,
-		.model = c->model,
-		.service = "echo",
-		.extra = buf[0] ? buf : NULL,
-	};
-}
 
 /* A second daemon for one test, same combination, more settings. */
 static void
@@ -80,7 +40,7 @@ start_variant(struct hdaemon *d, struct hl_listener *l, char *buf, size_t len, c
 	int r;
 
 	*d = (struct hdaemon){ 0 };
-	*l = combo_listener(cur, name, extra, buf, len);
+	*l = harness_combo_listener(cur, name, "echo", extra, buf, len);
 	r = harness_start(d, l, 1, global_extra);
 	ck_assert_msg(r == 0, "[%s] netechod with '%s' did not start: %s", cur->tcase,
 		      extra ? extra : "", strerror(-r));
@@ -96,9 +56,9 @@ stop_clean(struct hdaemon *d)
 }
 
 static void
-start_combo(size_t i)
+setup(const struct harness_combo *c)
 {
-	cur = &combos[i];
+	cur = c;
 	start_variant(&srv, &srv_listener, srv_extra, sizeof(srv_extra), "echo", NULL, NULL);
 }
 
@@ -107,32 +67,6 @@ teardown(void)
 {
 	stop_clean(&srv);
 }
-
-#define SETUP(i)                       \
-	static void setup_##i(void)    \
-	{                              \
-		start_combo(i);        \
-	}
-SETUP(0)
-SETUP(1)
-SETUP(2)
-SETUP(3)
-SETUP(4)
-SETUP(5)
-SETUP(6)
-SETUP(7)
-SETUP(8)
-SETUP(9)
-SETUP(10)
-SETUP(11)
-SETUP(12)
-SETUP(13)
-
-static void (*const setups[])(void) = {
-	setup_0, setup_1, setup_2,  setup_3,  setup_4,  setup_5,  setup_6,
-	setup_7, setup_8, setup_9, setup_10, setup_11, setup_12, setup_13,
-};
-_Static_assert(ELEMENTSOF(setups) == ELEMENTSOF(combos), "one setup per combination");
 
 /* ---- helpers ---- */
 
@@ -1031,7 +965,9 @@ multi_roundtrips(const struct hl_listener *ls)
 	udp_roundtrip(u, "over udp", 8, "over udp", 8);
 }
 
-static const struct combo multi_combo = { "multi", "tcp+udp", "poll+epoll", 0 };
+/* Not a row of the matrix: a name for the messages. */
+static const struct harness_combo multi_combo = { "multi", "tcp+udp", "poll+epoll", 0,
+						   "multi" };
 
 static void
 multi_start(struct hdaemon *d, struct hl_listener *ls, unsigned flags)
@@ -1144,7 +1080,7 @@ start_wildcard(struct hdaemon *d, struct hl_listener *l, char *buf, size_t len)
 	int r;
 
 	*d = (struct hdaemon){ 0 };
-	*l = combo_listener(cur, "any", NULL, buf, len);
+	*l = harness_combo_listener(cur, "any", "echo", NULL, buf, len);
 	l->address = "*";
 	r = harness_start(d, l, 1, NULL);
 	ck_assert_msg(r == 0, "[%s] netechod on address \"*\" did not start: %s", cur->tcase,
@@ -1226,7 +1162,7 @@ START_TEST(echo_udp_reply_source_ipv6_and_ipv4_mapped)
 	struct hl_listener l;
 	char buf[256], msg[64];
 
-	cur = &combos[_i];
+	cur = harness_combo_at((size_t)_i);
 	start_wildcard(&d, &l, buf, sizeof(buf));
 	for (size_t i = 0; i < 2 * ELEMENTSOF(addrs); i++) {
 		snprintf(msg, sizeof(msg), "to %s, client %zu", addrs[i % ELEMENTSOF(addrs)], i);
@@ -1245,83 +1181,59 @@ static Suite *
 echo_suite(void)
 {
 	Suite *s = suite_create("echo");
-	/* Check keeps the TCase names, not copies. */
-	static char root_names[ELEMENTSOF(combos)][32];
 	TCase *tc;
 
-	for (size_t i = 0; i < ELEMENTSOF(combos); i++) {
-		tc = tcase_create(combos[i].tcase);
-		tcase_add_checked_fixture(tc, setups[i], teardown);
-		tcase_set_timeout(tc, TCASE_TIMEOUT);
-		if (strcmp(combos[i].protocol, "tcp") == 0) {
-			tcase_add_test(tc, echo_tcp_small_message);
-			tcase_add_test(tc, echo_tcp_1mib_sent_and_received_concurrently);
-			tcase_add_test(tc, echo_tcp_50_concurrent_clients);
-			tcase_add_test(tc, echo_tcp_300_clients_held_at_once);
-			tcase_add_test(tc, echo_tcp_half_close_gets_everything_then_eof);
-			tcase_add_test(tc, echo_tcp_binary_with_nul_bytes);
-			tcase_add_test(tc, echo_tcp_max_clients_refuses_one_more);
-			tcase_add_test(tc, echo_tcp_prefix_makes_echo_line_oriented);
-			tcase_add_test(tc, echo_tcp_prefix_pid_and_thread_id);
-			tcase_add_test(tc, echo_tcp_client_that_never_reads_is_throttled);
-			tcase_add_test(tc, echo_tcp_idle_timeout_closes_silent_client);
-			tcase_add_loop_test(tc, echo_tcp_access_lists, 0, ELEMENTSOF(access_cases));
-			tcase_add_test(tc, echo_tcp_clean_stop);
-		} else {
-			tcase_add_test(tc, echo_udp_datagrams_echoed_whole);
-			tcase_add_test(tc, echo_udp_empty_datagram_echoed);
-			tcase_add_test(tc, echo_udp_ignores_reflection_source_ports);
-			tcase_add_test(tc, echo_udp_prefix_prepended_to_each_datagram);
-			tcase_add_test(tc, echo_udp_prefix_pid_and_thread_id);
-			tcase_add_test(tc, echo_udp_each_client_gets_its_own_replies);
-			tcase_add_loop_test(tc, echo_udp_access_lists, 0, ELEMENTSOF(access_cases));
-			tcase_add_test(tc, echo_udp_rate_limit_caps_replies);
-			tcase_add_test(tc, echo_udp_clean_stop);
-			tcase_add_test(tc, echo_udp_reply_leaves_from_the_address_sent_to);
-		}
-		suite_add_tcase(s, tc);
+	HARNESS_FOR_EACH_COMBO(c, HARNESS_COMBO_TCP | HARNESS_COMBO_WORKERS) {
+		tc = harness_combo_tcase(s, c, NULL, setup, teardown, TCASE_TIMEOUT);
+		tcase_add_test(tc, echo_tcp_small_message);
+		tcase_add_test(tc, echo_tcp_1mib_sent_and_received_concurrently);
+		tcase_add_test(tc, echo_tcp_50_concurrent_clients);
+		tcase_add_test(tc, echo_tcp_300_clients_held_at_once);
+		tcase_add_test(tc, echo_tcp_half_close_gets_everything_then_eof);
+		tcase_add_test(tc, echo_tcp_binary_with_nul_bytes);
+		tcase_add_test(tc, echo_tcp_max_clients_refuses_one_more);
+		tcase_add_test(tc, echo_tcp_prefix_makes_echo_line_oriented);
+		tcase_add_test(tc, echo_tcp_prefix_pid_and_thread_id);
+		tcase_add_test(tc, echo_tcp_client_that_never_reads_is_throttled);
+		tcase_add_test(tc, echo_tcp_idle_timeout_closes_silent_client);
+		tcase_add_loop_test(tc, echo_tcp_access_lists, 0, ELEMENTSOF(access_cases));
+		tcase_add_test(tc, echo_tcp_clean_stop);
+	}
+	HARNESS_FOR_EACH_COMBO(c, HARNESS_COMBO_UDP | HARNESS_COMBO_WORKERS) {
+		tc = harness_combo_tcase(s, c, NULL, setup, teardown, TCASE_TIMEOUT);
+		tcase_add_test(tc, echo_udp_datagrams_echoed_whole);
+		tcase_add_test(tc, echo_udp_empty_datagram_echoed);
+		tcase_add_test(tc, echo_udp_ignores_reflection_source_ports);
+		tcase_add_test(tc, echo_udp_prefix_prepended_to_each_datagram);
+		tcase_add_test(tc, echo_udp_prefix_pid_and_thread_id);
+		tcase_add_test(tc, echo_udp_each_client_gets_its_own_replies);
+		tcase_add_loop_test(tc, echo_udp_access_lists, 0, ELEMENTSOF(access_cases));
+		tcase_add_test(tc, echo_udp_rate_limit_caps_replies);
+		tcase_add_test(tc, echo_udp_clean_stop);
+		tcase_add_test(tc, echo_udp_reply_leaves_from_the_address_sent_to);
 	}
 	/* The same fixtures, for the cases that need root. */
-	for (size_t i = 0; i < ELEMENTSOF(combos); i++) {
-		if (strcmp(combos[i].protocol, "udp") != 0)
-			continue;
-		snprintf(root_names[i], sizeof(root_names[i]), "%s-root", combos[i].tcase);
-		tc = tcase_create(root_names[i]);
+	HARNESS_FOR_EACH_COMBO(c, HARNESS_COMBO_UDP | HARNESS_COMBO_WORKERS) {
+		tc = harness_combo_tcase(s, c, "-root", setup, teardown, TCASE_TIMEOUT);
 		tcase_set_tags(tc, HARNESS_TAG_ROOT);
-		tcase_add_checked_fixture(tc, setups[i], teardown);
-		tcase_set_timeout(tc, TCASE_TIMEOUT);
 		tcase_add_test(tc, echo_udp_ignores_privileged_source_port);
-		suite_add_tcase(s, tc);
 	}
 
 	/* Needs ::1: tagged, run as meson test echo-ipv6, a skip without it.
-	 * One case, each UDP combination a loop iteration: no fixture daemon. */
-	{
-		size_t first_udp = 0;
+	 * One case, each UDP combination a loop iteration (its index in the
+	 * harness's table): no fixture daemon. */
+	tc = harness_tcase(s, "udp-ipv6", HARNESS_TAG_IPV6, NULL, NULL, TCASE_TIMEOUT);
+	harness_combo_add_loop_test(tc, echo_udp_reply_source_ipv6_and_ipv4_mapped,
+				    HARNESS_COMBO_UDP | HARNESS_COMBO_WORKERS);
 
-		while (strcmp(combos[first_udp].protocol, "udp") != 0)
-			first_udp++;
-		tc = tcase_create("udp-ipv6");
-		tcase_set_tags(tc, HARNESS_TAG_IPV6);
-		tcase_set_timeout(tc, TCASE_TIMEOUT);
-		tcase_add_loop_test(tc, echo_udp_reply_source_ipv6_and_ipv4_mapped,
-				    (int)first_udp, (int)ELEMENTSOF(combos));
-		suite_add_tcase(s, tc);
-	}
-
-	tc = tcase_create("multi");
-	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tc = harness_tcase(s, "multi", NULL, NULL, NULL, TCASE_TIMEOUT);
 	tcase_add_test(tc, echo_two_listeners_in_one_daemon);
 	tcase_add_test(tc, echo_activation_fds_matched_by_name_in_any_order);
 	tcase_add_test(tc, echo_activation_fds_matched_by_address_without_names);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("multi-ipv6");
-	tcase_set_tags(tc, HARNESS_TAG_IPV6);
-	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tc = harness_tcase(s, "multi-ipv6", HARNESS_TAG_IPV6, NULL, NULL, TCASE_TIMEOUT);
 	tcase_add_test(tc, echo_udp_ignores_source_port_of_own_listener);
 	tcase_add_test(tc, echo_udp_ipv6_largest_datagram);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
