@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 
 #include "handler.h"
+#include "loop.h"
 #include "util.h"
 
 /* Fork model chat: each connection gets a child that only moves bytes
@@ -67,15 +68,15 @@ slot_unref(struct pump_slot *p)
 		p->pid = 0;
 }
 
-void
-handler_fork_pump_done(const _Atomic uint64_t *delivered)
+static void
+hub_release(const _Atomic uint64_t *delivered)
 {
 	if (delivered)
 		slot_unref(container_of(delivered, struct pump_slot, delivered));
 }
 
-void
-handler_fork_pump_reaped(pid_t pid)
+static void
+hub_child_exited(pid_t pid)
 {
 	size_t per = slots_per_page();
 
@@ -192,9 +193,12 @@ keep_only(int *a, int *b)
 	return 0;
 }
 
-int
-handler_fork_pump(struct listener_rt *l, int cfd, int *ret_hub_fd, pid_t *ret_pid,
-		  const _Atomic uint64_t **ret_delivered)
+/* Fork a child that pumps bytes between the client cfd (closed here once
+ * it has it) and a socketpair; the hub's session serves the other end.
+ * The session's delivered is the slot's count, valid until both
+ * hub_release() for it and hub_child_exited() for the child. */
+static const char *
+hub_accept(struct listener_rt *l, int cfd, int *ret_fd, const _Atomic uint64_t **ret_delivered)
 {
 	int sp[2], small = 16 * 1024;
 	struct pump_slot *slot;
@@ -202,9 +206,9 @@ handler_fork_pump(struct listener_rt *l, int cfd, int *ret_hub_fd, pid_t *ret_pi
 
 	slot = slot_get();
 	if (!slot)
-		return -ENOMEM;
+		return "cannot fork";
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
-		return -errno;
+		return "cannot fork";
 	/* Taken before the fork, so the child has the page and the count. */
 	atomic_store_explicit(&slot->delivered, 0, memory_order_relaxed);
 	slot->refs = 2;
@@ -216,11 +220,10 @@ handler_fork_pump(struct listener_rt *l, int cfd, int *ret_hub_fd, pid_t *ret_pi
 	}
 	pid = fork();
 	if (pid < 0) {
-		int r = -errno;
 		safe_close(sp[0]);
 		safe_close(sp[1]);
 		slot->refs = 0;
-		return r;
+		return "cannot fork";
 	}
 	if (pid == 0) {
 		int hub = sp[1];
@@ -238,9 +241,19 @@ handler_fork_pump(struct listener_rt *l, int cfd, int *ret_hub_fd, pid_t *ret_pi
 		_exit(0);
 	}
 	safe_close(sp[1]);
+	/* The child has the client; the hub talks to the child. */
+	safe_close(cfd);
 	slot->pid = pid;
-	*ret_hub_fd = sp[0];
-	*ret_pid = pid;
+	*ret_fd = sp[0];
 	*ret_delivered = &slot->delivered;
-	return 0;
+	return NULL;
 }
+
+/* The hub is an event loop model run over the pumps' sockets, on poll. */
+const struct conn_hub_ops handler_fork_hub_ops = {
+	.backend = LOOP_BACKEND_POLL,
+	.reaps_children = true,
+	.accept = hub_accept,
+	.release = hub_release,
+	.child_exited = hub_child_exited,
+};

@@ -320,9 +320,9 @@ fork_model_run(struct listener_rt *lst)
 	int r;
 
 	/* A shared room over TCP (chat): the hub is an event loop over
-	 * the pumps' sockets. */
+	 * the pumps' sockets (handler-fork-hub.c). */
 	if (lst->cfg.protocol == PROTOCOL_TCP && lst->service->shared_room)
-		return handler_loop_ops.run(lst);
+		return handler_loop_run(lst, &handler_fork_hub_ops);
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);

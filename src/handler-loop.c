@@ -17,7 +17,8 @@
 
 /* The select, poll and epoll models: one event loop per worker (select and
  * poll have exactly one), non-blocking sockets, sessions kept in an LRU
- * list so one timer per loop serves every idle timeout. */
+ * list so one timer per loop serves every idle timeout. With a hub (struct
+ * conn_hub_ops) the sessions serve what the hub's accept() returns. */
 
 struct lworker;
 
@@ -69,7 +70,9 @@ struct lworker {
 	bool shared;   /* sessions are reachable from other threads */
 	int wake_fd;   /* eventfd, shared only */
 	pthread_t owner;
-	bool hub;      /* fork model chat: sessions are pumps' socketpairs */
+	/* Between us and the clients, or NULL: sessions serve what its
+	 * accept() returns. n_children: its children not yet reaped. */
+	const struct conn_hub_ops *hub;
 	size_t n_children;
 	uint8_t scratch[SESSION_READ_CHUNK];
 };
@@ -180,7 +183,8 @@ conn_free(struct lconn *c)
 	lru_unlink(w, c);
 	session_log_close(s);
 	safe_close(s->fd);
-	handler_fork_pump_done(s->delivered);
+	if (w->hub)
+		w->hub->release(s->delivered);
 	handler_release(w->lst, &s->peer);
 	session_done(s);
 	if (s->lock)
@@ -368,18 +372,16 @@ on_conn(struct acceptor *a, int cfd, const union sockaddr_any *peer)
 	c->w = w;
 	if (w->hub) {
 		const _Atomic uint64_t *delivered;
+		const char *reason;
 		int hfd;
-		pid_t pid;
 
-		r = handler_fork_pump(lst, cfd, &hfd, &pid, &delivered);
-		if (r < 0) {
+		reason = w->hub->accept(lst, cfd, &hfd, &delivered);
+		if (reason) {
 			handler_release(lst, peer);
 			free(c);
-			handler_refuse(lst, cfd, peer, "cannot fork");
+			handler_refuse(lst, cfd, peer, reason);
 			return;
 		}
-		/* The child has the client; the hub talks to the child. */
-		safe_close(cfd);
 		cfd = hfd;
 		(void)fd_set_nonblock(cfd, true);
 		w->n_children++;
@@ -395,7 +397,8 @@ on_conn(struct acceptor *a, int cfd, const union sockaddr_any *peer)
 	}
 	r = loop_add(w->loop, cfd, LOOP_READ, conn_io, c);
 	if (r < 0) {
-		handler_fork_pump_done(c->s.delivered);
+		if (w->hub)
+			w->hub->release(c->s.delivered);
 		handler_release(lst, peer);
 		if (c->s.lock)
 			pthread_mutex_destroy(&c->lock);
@@ -505,13 +508,13 @@ drain_deadline(struct loop *l, struct loop_timer *t, void *userdata)
 }
 
 static void
-reap_pumps(struct lworker *w)
+reap_children(struct lworker *w)
 {
 	int status;
 	pid_t pid;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		handler_fork_pump_reaped(pid);
+		w->hub->child_exited(pid);
 		if (w->n_children > 0)
 			w->n_children--;
 		if (WIFSIGNALED(status))
@@ -534,7 +537,7 @@ on_stop_signal(struct loop *l, int fd, unsigned events, void *userdata)
 		if (read(fd, &si, sizeof(si)) != sizeof(si))
 			return;
 		if (si.ssi_signo == SIGCHLD) {
-			reap_pumps(w);
+			reap_children(w);
 			return;
 		}
 		/* Wake the other workers first so they drain in parallel. */
@@ -544,7 +547,7 @@ on_stop_signal(struct loop *l, int fd, unsigned events, void *userdata)
 		}
 	} else if (read(fd, &v, sizeof(v)) != sizeof(v))
 		return;
-	/* Worker 0 keeps its signalfd: a hub still reaps its pumps. */
+	/* Worker 0 keeps its signalfd: a hub still reaps its children. */
 	if (!w->is_main)
 		loop_remove(l, fd);
 	worker_stop(w);
@@ -555,7 +558,6 @@ worker_setup(struct lworker *w)
 {
 	struct listener_rt *lst = w->lst;
 	static const enum loop_backend backend_of[_MODEL_MAX] = {
-		[MODEL_FORK] = LOOP_BACKEND_POLL, /* the chat hub */
 		[MODEL_SELECT] = LOOP_BACKEND_SELECT,
 		[MODEL_POLL] = LOOP_BACKEND_POLL,
 		[MODEL_EPOLL] = LOOP_BACKEND_EPOLL,
@@ -563,7 +565,7 @@ worker_setup(struct lworker *w)
 	unsigned events;
 	int r;
 
-	r = loop_new(&w->loop, backend_of[lst->cfg.model]);
+	r = loop_new(&w->loop, w->hub ? w->hub->backend : backend_of[lst->cfg.model]);
 	if (r < 0)
 		return r;
 	events = LOOP_READ | (lst->shared && lst->cfg.workers > 1 ? LOOP_EXCLUSIVE : 0);
@@ -638,8 +640,8 @@ worker_thread(void *arg)
 	return NULL;
 }
 
-static int
-loop_model_run(struct listener_rt *lst)
+int
+handler_loop_run(struct listener_rt *lst, const struct conn_hub_ops *hub)
 {
 	unsigned n = lst->cfg.workers;
 	struct lworker *workers;
@@ -649,7 +651,7 @@ loop_model_run(struct listener_rt *lst)
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
-	if (lst->cfg.model == MODEL_FORK)
+	if (hub && hub->reaps_children)
 		sigaddset(&mask, SIGCHLD);
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0)
@@ -667,7 +669,7 @@ loop_model_run(struct listener_rt *lst)
 		w->lst = lst;
 		w->is_main = i == 0;
 		w->wake_fd = -1;
-		w->hub = lst->cfg.model == MODEL_FORK;
+		w->hub = hub;
 		/* A shared room (chat) spans the workers: sessions get locks. */
 		w->shared = n > 1 && lst->service->shared_room;
 		if (w->shared)
@@ -731,6 +733,12 @@ out:
 	free(workers);
 	safe_close(sfd);
 	return ret;
+}
+
+static int
+loop_model_run(struct listener_rt *lst)
+{
+	return handler_loop_run(lst, NULL);
 }
 
 const struct model_ops handler_loop_ops = {

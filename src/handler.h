@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "listener-rt.h"
+#include "loop.h"
 
 union sockaddr_any;
 
@@ -50,16 +51,29 @@ bool handler_accept_error(struct listener_rt *l, int error);
 struct session;
 void handler_serve_blocking(struct session *s);
 
-/* Fork model chat: fork a child that pumps bytes between the client cfd
- * (closed here) and a socketpair whose other end (*ret_hub_fd, for the
- * hub's session) comes back. *ret_delivered counts the bytes the child
- * wrote to the client (memory shared with it: the session's delivered);
- * it stays valid until both handler_fork_pump_done() for it and
- * handler_fork_pump_reaped() for the child were called. */
-int handler_fork_pump(struct listener_rt *l, int cfd, int *ret_hub_fd, pid_t *ret_pid,
-		      const _Atomic uint64_t **ret_delivered);
-void handler_fork_pump_done(const _Atomic uint64_t *delivered);
-void handler_fork_pump_reaped(pid_t pid);
+/* A hub between an event loop model and its clients (fork model chat):
+ * the loop serves what accept() hands back instead of the client. Each
+ * accept() counts one child of the hub, which the loop reaps on SIGCHLD
+ * (telling child_exited()) before it ends. */
+struct conn_hub_ops {
+	enum loop_backend backend; /* the hub's loop, instead of the model's */
+	bool reaps_children;       /* SIGCHLD: waitpid, then child_exited() */
+	/* Take the accepted client cfd: NULL with the fd the session serves
+	 * (blocking or not) and the count of bytes the client's socket took
+	 * (the session's delivered, NULL for its own), else the reason to
+	 * refuse the client, cfd untouched. */
+	const char *(*accept)(struct listener_rt *l, int cfd, int *ret_fd,
+			      const _Atomic uint64_t **ret_delivered);
+	/* The session that accept() set up is gone. */
+	void (*release)(const _Atomic uint64_t *delivered);
+	void (*child_exited)(pid_t pid);
+};
+
+extern const struct conn_hub_ops handler_fork_hub_ops;
+
+/* Run the event loop model: no hub for the select, poll and epoll models
+ * (handler_loop_ops), handler_fork_hub_ops for the fork model's chat. */
+int handler_loop_run(struct listener_rt *l, const struct conn_hub_ops *hub);
 
 /* Block every signal in the calling thread (worker threads). */
 void handler_block_signals(void);

@@ -601,7 +601,7 @@ START_TEST(test_delivered_counter_defines_unsent)
 	struct buffer rx = { 0 };
 	uint64_t on_socket;
 
-	open_session(true, false); /* small, as handler_fork_pump() makes it */
+	open_session(true, false); /* small, as the fork hub makes it */
 	S.delivered = &delivered;
 
 	session_send(&S, d, 1000);
