@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 
 #include "acceptor.h"
+#include "admission.h"
 #include "handler.h"
 #include "log.h"
 #include "loop.h"
@@ -47,8 +48,10 @@ static void
 child_on_term(int sig)
 {
 	child_stop = 1;
+	/* session_request_stop() is not async-signal-safe; the store is,
+	 * and the session applies it at its next step. */
 	if (child_session)
-		atomic_store(&child_session->stop_requested, true);
+		atomic_store(&child_session->stop_requested, SESSION_STOP_DRAIN);
 	/* Async-signal-safe: makes the blocked read() return 0, so the
 	 * child sends what it owes and ends like on a half-close. */
 	if (child_fd >= 0)
@@ -135,31 +138,28 @@ untrack_all(struct fmodel *m)
 	m->alloc = m->n_children = 0;
 }
 
-static void
-on_conn(struct acceptor *a, int cfd, const union sockaddr_any *peer)
+static const char *
+on_conn(struct acceptor *a, int *fd, const union sockaddr_any *peer)
 {
+	int cfd = *fd;
 	struct fmodel *m = a->userdata;
 	struct listener_rt *lst = m->lst;
 	pid_t pid;
 
 	pid = fork();
-	if (pid < 0) {
-		handler_release(lst, peer);
-		handler_refuse(lst, cfd, peer, "cannot fork");
-		return;
-	}
+	if (pid < 0)
+		return "cannot fork";
 	if (pid == 0) {
 		struct session s;
 
 		session_init(&s, cfd, lst, NULL, peer, loop_now(a->loop));
-		/* The listener counts it, from fork to reap: a child that
-		 * outlives a crashed listener must not decrement the count
-		 * the dispatcher reset for the new one. */
+		/* The listener counts it and holds its admission, from fork
+		 * to reap: a child that outlives a crashed listener must not
+		 * decrement the count the dispatcher reset for the new one. */
 		s.counted_elsewhere = true;
 		child_session = &s;
 		child_setup(m, cfd);
-		handler_serve_blocking(&s);
-		session_done(&s);
+		handler_serve_alone(&s, -1);
 		_exit(0);
 	}
 	safe_close(cfd);
@@ -167,11 +167,12 @@ on_conn(struct acceptor *a, int cfd, const union sockaddr_any *peer)
 		/* Cannot account for it: better to end it than to lose
 		 * count of max_clients. */
 		kill(pid, SIGKILL);
-		handler_release(lst, peer);
-		return;
+		admission_release(lst, peer);
+		return NULL;
 	}
 	STATS_ADD(lst, conns_total, 1);
 	STATS_ADD(lst, conns_now, 1);
+	return NULL;
 }
 
 static void spawn_udp_workers(struct fmodel *m);
@@ -189,7 +190,7 @@ reap(struct fmodel *m)
 			if (m->children[i].pid != pid)
 				continue;
 			if (m->lst->cfg.protocol == PROTOCOL_TCP) {
-				handler_release(m->lst, &m->children[i].peer);
+				admission_release(m->lst, &m->children[i].peer);
 				STATS_SUB(m->lst, conns_now, 1);
 			}
 			m->children[i] = m->children[--m->n_children];

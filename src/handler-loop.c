@@ -121,10 +121,11 @@ idle_arm(struct lworker *w)
 	loop_timer_set(w->loop, &w->idle_timer, w->lru_head->s.last_active + idle, idle_fire, w);
 }
 
+/* c was active (session_step() moved its last_active): to the LRU's
+ * tail. */
 static void
 touch(struct lworker *w, struct lconn *c)
 {
-	c->s.last_active = loop_now(w->loop);
 	if (w->lru_tail != c) {
 		lru_unlink(w, c);
 		lru_append(w, c);
@@ -168,26 +169,29 @@ worker_done_draining(struct lworker *w)
 	return w->stopping && w->n_conns == 0 && w->n_children == 0;
 }
 
+/* session_end(): off every list and watch before the fd closes. The
+ * service left the room before this: no other thread sends to us now. */
 static void
-conn_free(struct lconn *c)
+conn_detach(struct session *s)
 {
+	struct lconn *c = container_of(s, struct lconn, s);
 	struct lworker *w = c->w;
-	struct session *s = &c->s;
 
-	/* Leave the room first: after this no other thread sends to us. */
-	if (w->lst->service->on_close)
-		w->lst->service->on_close(s);
 	pending_unlink(w, c);
 	held_unlink(w, c);
 	loop_remove(w->loop, s->fd);
 	lru_unlink(w, c);
-	session_log_close(s);
-	safe_close(s->fd);
 	if (w->hub)
 		w->hub->release(s->delivered);
-	handler_release(w->lst, &s->peer);
-	session_done(s);
-	if (s->lock)
+}
+
+static void
+conn_free(struct lconn *c)
+{
+	struct lworker *w = c->w;
+
+	session_end(&c->s);
+	if (c->s.lock)
 		pthread_mutex_destroy(&c->lock);
 	free(c);
 	w->n_conns--;
@@ -199,16 +203,16 @@ static void
 idle_fire(struct loop *l, struct loop_timer *t, void *userdata)
 {
 	struct lworker *w = userdata;
-	uint64_t idle = (uint64_t)w->lst->cfg.idle_timeout * USEC_PER_SEC;
 	uint64_t now = loop_now(l);
 
-	while (w->lru_head && w->lru_head->s.last_active + idle <= now) {
+	/* Oldest activity first: stop at the first that is not due. */
+	while (w->lru_head) {
 		struct lconn *c = w->lru_head;
 
-		/* Take it off the list so it is not seen twice; closing
-		 * an idle session drops what it could not send. */
+		if (!session_expire(&c->s, now))
+			break;
+		/* Off the list so it is not seen twice. */
 		lru_unlink(w, c);
-		session_abort(&c->s, "idle timeout");
 		conn_update(c);
 	}
 	idle_arm(w);
@@ -231,19 +235,17 @@ on_hold_recheck(struct loop *l, struct loop_timer *t, void *userdata)
 	}
 }
 
+/* Wait for what the session asked (session_start/step/next said ev). */
 static void
-conn_update(struct lconn *c)
+conn_apply(struct lconn *c, unsigned ev)
 {
-	struct session *s = &c->s;
 	struct lworker *w = c->w;
-	unsigned ev;
 
-	if (session_finished(s)) {
+	if (ev & SESSION_DONE) {
 		conn_free(c);
 		return;
 	}
-	ev = (session_wants_read(s) ? LOOP_READ : 0) | (session_wants_write(s) ? LOOP_WRITE : 0);
-	if (s->held) {
+	if (ev & SESSION_HELD) {
 		if (!c->on_held) {
 			c->on_held = true;
 			c->held_next = w->held;
@@ -253,22 +255,24 @@ conn_update(struct lconn *c)
 			loop_timer_set(w->loop, &w->hold_timer,
 				       loop_now(w->loop) + SESSION_HOLD_RECHECK_USEC, on_hold_recheck,
 				       w);
-	} else if ((ev & LOOP_READ) && w->held && w->hold_timer.deadline > 1)
+	} else if ((ev & SESSION_READ) && w->held && w->hold_timer.deadline > 1)
 		/* Input is free again: the held ones need not wait for the
 		 * timer. */
 		loop_timer_set(w->loop, &w->hold_timer, 1, on_hold_recheck, w);
-	if (!ev && s->held) {
-		(void)loop_set_events(w->loop, s->fd, 0);
-		return;
-	}
-	if (!ev) {
-		/* Kept input the service will not take while nothing is
-		 * left to send: it can never progress. */
-		session_abort(s, "stalled");
-		conn_free(c);
-		return;
-	}
-	(void)loop_set_events(c->w->loop, s->fd, ev);
+	(void)loop_set_events(w->loop, c->s.fd, ev & (LOOP_READ | LOOP_WRITE));
+}
+
+/* The session's state changed outside its own callback. */
+static void
+conn_update(struct lconn *c)
+{
+	struct lworker *w = c->w;
+	unsigned ev;
+
+	w->current = c;
+	ev = session_next(&c->s);
+	w->current = NULL;
+	conn_apply(c, ev);
 }
 
 static void
@@ -277,16 +281,15 @@ conn_io(struct loop *l, int fd, unsigned events, void *userdata)
 	struct lconn *c = userdata;
 	struct session *s = &c->s;
 	struct lworker *w = c->w;
+	uint64_t active = s->last_active;
+	unsigned ev;
 
 	w->current = c;
-	if (events & LOOP_WRITE)
-		(void)session_flush(s);
-	/* Idle means the client sent nothing for idle_timeout. */
-	if ((events & LOOP_READ) && session_wants_read(s) &&
-	    session_read(s, w->scratch, sizeof(w->scratch)) > 0)
-		touch(w, c);
+	ev = session_step(s, events, w->scratch, sizeof(w->scratch), loop_now(l));
 	w->current = NULL;
-	conn_update(c);
+	if (s->last_active != active && !(ev & SESSION_DONE))
+		touch(w, c);
+	conn_apply(c, ev);
 }
 
 static void
@@ -353,71 +356,61 @@ conn_want_write(struct session *s)
 
 static const struct session_driver loop_driver = {
 	.want_write = conn_want_write,
+	.detach = conn_detach,
 };
 
-static void
-on_conn(struct acceptor *a, int cfd, const union sockaddr_any *peer)
+static const char *
+on_conn(struct acceptor *a, int *cfd, const union sockaddr_any *peer)
 {
 	struct lworker *w = a->userdata;
 	struct listener_rt *lst = w->lst;
+	const _Atomic uint64_t *delivered = NULL;
 	struct lconn *c;
-	int r;
+	int fd = *cfd, r;
 
 	c = calloc(1, sizeof(*c));
-	if (!c) {
-		handler_release(lst, peer);
-		handler_refuse(lst, cfd, peer, "out of memory");
-		return;
-	}
+	if (!c)
+		return "out of memory";
 	c->w = w;
 	if (w->hub) {
-		const _Atomic uint64_t *delivered;
-		const char *reason;
-		int hfd;
+		const char *reason = w->hub->accept(lst, *cfd, &fd, &delivered);
 
-		reason = w->hub->accept(lst, cfd, &hfd, &delivered);
 		if (reason) {
-			handler_release(lst, peer);
 			free(c);
-			handler_refuse(lst, cfd, peer, reason);
-			return;
+			return reason;
 		}
-		cfd = hfd;
-		(void)fd_set_nonblock(cfd, true);
+		(void)fd_set_nonblock(fd, true);
 		w->n_children++;
-		session_init(&c->s, cfd, lst, &loop_driver, peer, loop_now(a->loop));
-		c->s.delivered = delivered;
-	} else {
-		handler_tune_stream(cfd);
-		session_init(&c->s, cfd, lst, &loop_driver, peer, loop_now(a->loop));
-	}
+	} else
+		handler_tune_stream(fd);
+	session_init(&c->s, fd, lst, &loop_driver, peer, loop_now(a->loop));
+	c->s.delivered = delivered;
 	if (w->shared) {
 		pthread_mutex_init(&c->lock, NULL);
 		c->s.lock = &c->lock;
 	}
-	r = loop_add(w->loop, cfd, LOOP_READ, conn_io, c);
+	r = loop_add(w->loop, fd, LOOP_READ, conn_io, c);
 	if (r < 0) {
-		if (w->hub)
-			w->hub->release(c->s.delivered);
-		handler_release(lst, peer);
+		/* The hub's accept() took the client: refusing closes our
+		 * end, and the child goes with it. */
+		if (w->hub) {
+			w->hub->release(delivered);
+			*cfd = fd;
+		}
 		if (c->s.lock)
 			pthread_mutex_destroy(&c->lock);
 		free(c);
-		handler_refuse(lst, cfd, peer,
-			       r == -EMFILE ? "descriptor beyond FD_SETSIZE, use model poll or epoll"
-					    : "cannot watch the connection");
-		return;
+		return r == -EMFILE ? "descriptor beyond FD_SETSIZE, use model poll or epoll"
+				    : "cannot watch the connection";
 	}
 	w->n_conns++;
-	session_log_open(&c->s);
-	c->s.last_active = loop_now(w->loop);
 	lru_append(w, c);
 	idle_arm(w);
 	w->current = c;
-	if (lst->service->on_open)
-		lst->service->on_open(&c->s);
+	r = (int)session_start(&c->s);
 	w->current = NULL;
-	conn_update(c);
+	conn_apply(c, (unsigned)r);
+	return NULL;
 }
 
 static void
@@ -479,9 +472,7 @@ worker_stop(struct lworker *w)
 	/* Stop reading; say goodbye (chat); flush what is owed. */
 	for (c = w->lru_head; c; c = next) {
 		next = c->idle_next;
-		if (w->lst->service->on_shutdown)
-			w->lst->service->on_shutdown(&c->s);
-		session_close(&c->s, "server stopping");
+		session_request_stop(&c->s, SESSION_STOP_DRAIN);
 		conn_update(c);
 	}
 	if (worker_done_draining(w)) {
@@ -501,8 +492,8 @@ drain_deadline(struct loop *l, struct loop_timer *t, void *userdata)
 	while (w->lru_head) {
 		struct lconn *c = w->lru_head;
 
-		session_abort(&c->s, "shutdown timeout");
-		conn_free(c);
+		session_request_stop(&c->s, SESSION_STOP_NOW);
+		conn_update(c);
 	}
 	loop_quit(l);
 }
@@ -640,6 +631,36 @@ worker_thread(void *arg)
 	return NULL;
 }
 
+/* Start workers 1..n-1 on their own threads. False when one could not
+ * start; then the ones started are told to stop (and must be joined). */
+static bool
+start_workers(struct lworker *workers, unsigned n)
+{
+	for (unsigned i = 1; i < n; i++) {
+		sigset_t all, old;
+		int r;
+
+		/* Worker threads take no signals; the main thread's signalfd
+		 * does. */
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		r = -pthread_create(&workers[i].thread, NULL, worker_thread, &workers[i]);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (r < 0) {
+			log_full_errno(LOG_ERR, r, workers[0].lst->cfg.name, NULL,
+				       "cannot start worker thread");
+			for (unsigned j = 1; j < i; j++) {
+				uint64_t v = 1;
+
+				(void)!write(workers[j].stop_fd, &v, sizeof(v));
+			}
+			return false;
+		}
+		workers[i].thread_started = true;
+	}
+	return true;
+}
+
 int
 handler_loop_run(struct listener_rt *lst, const struct conn_hub_ops *hub)
 {
@@ -694,26 +715,9 @@ handler_loop_run(struct listener_rt *lst, const struct conn_hub_ops *hub)
 		goto out;
 	}
 
-	/* Worker threads take no signals; the main thread's signalfd does. */
-	for (unsigned i = 1; i < n; i++) {
-		sigset_t all, old;
-
-		sigfillset(&all);
-		pthread_sigmask(SIG_BLOCK, &all, &old);
-		r = -pthread_create(&workers[i].thread, NULL, worker_thread, &workers[i]);
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		if (r < 0) {
-			log_full_errno(LOG_ERR, r, lst->cfg.name, NULL, "cannot start worker thread");
-			ret = 1;
-			/* Stop the ones already running. */
-			for (unsigned j = 1; j < i; j++) {
-				uint64_t v = 1;
-				(void)!write(workers[j].stop_fd, &v, sizeof(v));
-			}
-			n = i;
-			goto join;
-		}
-		workers[i].thread_started = true;
+	if (!start_workers(workers, n)) {
+		ret = 1;
+		goto join;
 	}
 
 	handler_notify_ready(lst);

@@ -57,74 +57,44 @@ tconn_wake(struct session *s)
 	(void)!write(c->efd, &v, sizeof(v));
 }
 
+/* Unlist before the close, so the stopper never shuts down an fd number
+ * that was reused. */
+static void
+tconn_detach(struct session *s)
+{
+	struct tconn *c = container_of(s, struct tconn, s);
+	struct tmodel *m = c->m;
+
+	pthread_mutex_lock(&m->lock);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		m->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* A session other threads write to (chat) gets a non-blocking socket, a
+ * lock and an eventfd: a receiver that does not read never blocks a
+ * sender, which only appends to its bounded queue and wakes it. */
 static const struct session_driver shared_driver = {
 	.want_write = tconn_wake,
+	.detach = tconn_detach,
 };
 
-/* A session other threads write to (chat): non-blocking socket, a poll()
- * over it and an eventfd, so a receiver that does not read never blocks a
- * sender: senders only append to its bounded queue. */
+static const struct session_driver own_driver = {
+	.detach = tconn_detach,
+};
+
 static void
-serve_shared(struct tconn *c)
+tconn_free(struct tconn *c)
 {
-	struct session *s = &c->s;
-	const struct service_ops *svc = s->lst->service;
-	uint64_t idle = (uint64_t)s->lst->cfg.idle_timeout * USEC_PER_SEC;
-	uint8_t scratch[SESSION_READ_CHUNK];
-
-	(void)fd_set_nonblock(s->fd, true);
-	handler_tune_stream(s->fd);
-	session_log_open(s);
-	if (svc->on_open)
-		svc->on_open(s);
-	while (!session_finished(s)) {
-		struct pollfd p[2] = {
-			{ .fd = s->fd, .events = (short)((session_wants_read(s) ? POLLIN : 0) |
-							 (session_wants_write(s) ? POLLOUT : 0)) },
-			{ .fd = c->efd, .events = POLLIN },
-		};
-		int timeout = -1, r;
-
-		if (idle) {
-			uint64_t now = now_usec(), due = s->last_active + idle;
-
-			if (now >= due) {
-				session_abort(s, "idle timeout");
-				break;
-			}
-			timeout = (int)MIN((due - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC,
-					   (uint64_t)INT32_MAX);
-		}
-		if (s->held) {
-			/* The room holds input back: look again soon. A hang-up
-			 * must not make poll() return at once meanwhile. */
-			int recheck = (int)(SESSION_HOLD_RECHECK_USEC / USEC_PER_MSEC);
-
-			timeout = timeout < 0 ? recheck : MIN(timeout, recheck);
-			if (!p[0].events)
-				p[0].fd = -1;
-		}
-		r = poll(p, 2, timeout);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			session_abort(s, "error");
-			break;
-		}
-		if (p[1].revents) {
-			uint64_t v;
-
-			(void)!read(c->efd, &v, sizeof(v));
-		}
-		if (p[0].revents & (POLLOUT | POLLERR | POLLHUP))
-			(void)session_flush(s);
-		if ((p[0].revents & (POLLIN | POLLERR | POLLHUP)) && session_wants_read(s) &&
-		    session_read(s, scratch, sizeof(scratch)) > 0)
-			s->last_active = now_usec();
+	if (c->s.lock) {
+		pthread_mutex_destroy(&c->lock);
+		safe_close(c->efd);
 	}
-	if (svc->on_close)
-		svc->on_close(s);
-	session_log_close(s);
+	free(c);
 }
 
 static void *
@@ -133,37 +103,19 @@ conn_thread(void *arg)
 	struct tconn *c = arg;
 	struct tmodel *m = c->m;
 
-	if (c->s.lock)
-		serve_shared(c);
-	else
-		handler_serve_blocking(&c->s);
-
-	/* Unlist before close, so the stopper never shuts down an fd
-	 * number that was reused. */
+	handler_serve_alone(&c->s, c->efd);
+	tconn_free(c);
 	pthread_mutex_lock(&m->lock);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		m->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	safe_close(c->s.fd);
-	handler_release(m->lst, &c->s.peer);
-	session_done(&c->s);
-	if (c->s.lock) {
-		pthread_mutex_destroy(&c->lock);
-		safe_close(c->efd);
-	}
-	free(c);
 	m->n_threads--;
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
 	return NULL;
 }
 
-static void
-on_conn(struct acceptor *a, int cfd, const union sockaddr_any *peer)
+static const char *
+on_conn(struct acceptor *a, int *fd, const union sockaddr_any *peer)
 {
+	int cfd = *fd;
 	struct tmodel *m = a->userdata;
 	struct listener_rt *lst = m->lst;
 	struct tconn *c;
@@ -171,21 +123,16 @@ on_conn(struct acceptor *a, int cfd, const union sockaddr_any *peer)
 	int r;
 
 	c = calloc(1, sizeof(*c));
-	if (!c) {
-		handler_release(lst, peer);
-		handler_refuse(lst, cfd, peer, "out of memory");
-		return;
-	}
+	if (!c)
+		return "out of memory";
 	c->m = m;
 	c->efd = -1;
-	session_init(&c->s, cfd, lst, NULL, peer, loop_now(a->loop));
+	session_init(&c->s, cfd, lst, &own_driver, peer, loop_now(a->loop));
 	if (lst->service->shared_room) {
 		c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (c->efd < 0) {
-			handler_release(lst, peer);
 			free(c);
-			handler_refuse(lst, cfd, peer, "out of file descriptors");
-			return;
+			return "out of file descriptors";
 		}
 		pthread_mutex_init(&c->lock, NULL);
 		c->s.lock = &c->lock;
@@ -207,15 +154,11 @@ on_conn(struct acceptor *a, int cfd, const union sockaddr_any *peer)
 	}
 	pthread_mutex_unlock(&m->lock);
 	if (r < 0) {
-		handler_release(lst, peer);
 		session_done(&c->s);
-		if (c->s.lock) {
-			pthread_mutex_destroy(&c->lock);
-			safe_close(c->efd);
-		}
-		free(c);
-		handler_refuse(lst, cfd, peer, "cannot start a thread");
+		tconn_free(c);
+		return "cannot start a thread";
 	}
+	return NULL;
 }
 
 static void
@@ -266,14 +209,14 @@ wait_threads(struct tmodel *m, uint64_t deadline)
 	return done;
 }
 
+/* how: SHUT_RD to drain, SHUT_RDWR when shutdown_timeout ran out. The
+ * shutdown wakes a session blocked in read() or write(). */
 static void
 shutdown_all(struct tmodel *m, int how)
 {
 	pthread_mutex_lock(&m->lock);
 	for (struct tconn *c = m->conns; c; c = c->next) {
-		atomic_store(&c->s.stop_requested, true);
-		if (how == SHUT_RD && m->lst->service->on_shutdown)
-			m->lst->service->on_shutdown(&c->s);
+		session_request_stop(&c->s, how == SHUT_RD ? SESSION_STOP_DRAIN : SESSION_STOP_NOW);
 		(void)shutdown(c->s.fd, how);
 	}
 	pthread_mutex_unlock(&m->lock);

@@ -31,102 +31,6 @@ handler_notify_ready(struct listener_rt *l)
 	l->ready_fd = safe_close(l->ready_fd);
 }
 
-bool
-handler_acl_ok(const struct listener_rt *l, const union sockaddr_any *peer)
-{
-	if (l->cfg.n_deny && cidr_list_match(l->cfg.deny, l->cfg.n_deny, peer))
-		return false;
-	if (l->cfg.has_allow && !cidr_list_match(l->cfg.allow, l->cfg.n_allow, peer))
-		return false;
-	return true;
-}
-
-const char *
-handler_admit(struct listener_rt *l, const union sockaddr_any *peer)
-{
-	if (!handler_acl_ok(l, peer))
-		return "not allowed";
-	if (atomic_fetch_add(&l->clients, 1) >= l->cfg.max_clients) {
-		atomic_fetch_sub(&l->clients, 1);
-		return "server full";
-	}
-	if (l->per_source && !srccount_acquire(l->per_source, peer, l->cfg.per_source)) {
-		atomic_fetch_sub(&l->clients, 1);
-		return "too many connections from this source";
-	}
-	return NULL;
-}
-
-void
-handler_release(struct listener_rt *l, const union sockaddr_any *peer)
-{
-	if (l->per_source)
-		srccount_release(l->per_source, peer);
-	atomic_fetch_sub(&l->clients, 1);
-}
-
-/* One limiter per process is enough: refusals are rare and this only
- * keeps a flood from flooding the log. */
-static struct log_ratelimit refuse_rl = LOG_RATELIMIT_INIT(USEC_PER_SEC, 10);
-static pthread_mutex_t refuse_lock = PTHREAD_MUTEX_INITIALIZER;
-
-void
-handler_refuse(struct listener_rt *l, int fd, const union sockaddr_any *peer,
-	       const char *reason)
-{
-	const char *full = l->service->full_text;
-	char p[SOCKADDR_STR_MAX];
-	unsigned suppressed = 0;
-	bool ok;
-
-	STATS_ADD(l, refused, 1);
-	if (full && strcmp(reason, "server full") == 0)
-		(void)send(fd, full, strlen(full), MSG_NOSIGNAL | MSG_DONTWAIT);
-	safe_close(fd);
-
-	pthread_mutex_lock(&refuse_lock);
-	ok = log_ratelimit_ok(&refuse_rl, now_usec(), &suppressed);
-	pthread_mutex_unlock(&refuse_lock);
-	if (!ok)
-		return;
-	if (suppressed)
-		log_listener(LOG_WARNING, l->cfg.name, NULL,
-			     "%u more refused connections were not logged", suppressed);
-	log_listener(LOG_WARNING, l->cfg.name, sockaddr_to_string(peer, p, sizeof(p)),
-		     "connection refused: %s", reason);
-}
-
-static struct log_ratelimit accept_rl = LOG_RATELIMIT_INIT(10 * USEC_PER_SEC, 1);
-
-bool
-handler_accept_error(struct listener_rt *l, int error)
-{
-	unsigned suppressed = 0;
-	bool ok;
-
-	switch (error) {
-	case -EINTR:
-	case -EAGAIN:
-	case -ECONNABORTED:
-	case -EPROTO:
-	case -EPERM:
-		/* The connection went away before we took it, or a
-		 * firewall said no: nothing to do. */
-		return false;
-	default:
-		break;
-	}
-	pthread_mutex_lock(&refuse_lock);
-	ok = log_ratelimit_ok(&accept_rl, now_usec(), &suppressed);
-	pthread_mutex_unlock(&refuse_lock);
-	if (ok)
-		log_full_errno(LOG_WARNING, error, l->cfg.name, NULL,
-			       "accept failed, pausing new connections for %u ms%s",
-			       (unsigned)(HANDLER_ACCEPT_BACKOFF_USEC / USEC_PER_MSEC),
-			       suppressed ? " (repeated)" : "");
-	return true;
-}
-
 void
 handler_block_signals(void)
 {
@@ -215,46 +119,78 @@ set_timeouts(int fd, unsigned seconds)
 	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
-void
-handler_serve_blocking(struct session *s)
+/* Wait for what ev names with poll(), also for wake_fd (>= 0) and the
+ * idle deadline; step the session with what is ready. */
+static unsigned
+poll_step(struct session *s, unsigned ev, int wake_fd, uint8_t *scratch, size_t size)
 {
-	const struct service_ops *svc = s->lst->service;
-	uint8_t scratch[SESSION_READ_CHUNK];
+	struct pollfd p[2] = {
+		{ .fd = s->fd, .events = (short)((ev & SESSION_READ ? POLLIN : 0) |
+						 (ev & SESSION_WRITE ? POLLOUT : 0)) },
+		{ .fd = wake_fd, .events = POLLIN },
+	};
+	uint64_t now = now_usec(), due = session_idle_deadline(s);
+	unsigned ready = 0;
+	int timeout = -1, r;
 
-	s->blocking = true;
-	(void)fd_set_nonblock(s->fd, false);
-	set_timeouts(s->fd, s->lst->cfg.idle_timeout);
-	handler_tune_stream(s->fd);
-	session_log_open(s);
-	if (svc->on_open)
-		svc->on_open(s);
-	while (!session_finished(s)) {
-		ssize_t n;
+	if (session_expire(s, now))
+		return session_next(s);
+	if (due)
+		timeout = (int)MIN((due - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC,
+				   (uint64_t)INT32_MAX);
+	if (ev & SESSION_HELD) {
+		int recheck = (int)(SESSION_HOLD_RECHECK_USEC / USEC_PER_MSEC);
 
-		if (session_wants_write(s) && session_flush(s) == -EAGAIN) {
-			/* SO_SNDTIMEO ran out: the peer read nothing for
-			 * idle_timeout seconds. */
-			session_abort(s, "idle timeout");
-			break;
-		}
-		if (!session_wants_read(s)) {
-			if (s->held) {
-				/* The service holds input back; look again soon. */
-				(void)poll(NULL, 0, (int)(SESSION_HOLD_RECHECK_USEC / USEC_PER_MSEC));
-				continue;
-			}
-			if (!session_wants_write(s) && !session_finished(s)) {
-				session_resume(s);
-				if (!session_wants_write(s))
-					session_abort(s, "stalled");
-			}
-			continue;
-		}
-		n = session_read(s, scratch, sizeof(scratch));
-		if (n == -EAGAIN)
-			session_abort(s, "idle timeout");
+		timeout = timeout < 0 ? recheck : MIN(timeout, recheck);
+		/* A hang-up must not make poll() return at once meanwhile. */
+		if (!p[0].events)
+			p[0].fd = -1;
 	}
-	if (svc->on_close)
-		svc->on_close(s);
-	session_log_close(s);
+	r = poll(p, wake_fd >= 0 ? 2 : 1, timeout);
+	if (r < 0) {
+		/* EINTR: a stop signal (fork model); the rest cannot be. */
+		if (errno != EINTR)
+			session_abort(s, "error");
+		return session_next(s);
+	}
+	if (wake_fd >= 0 && p[1].revents) {
+		uint64_t v;
+
+		(void)!read(wake_fd, &v, sizeof(v));
+	}
+	if (p[0].revents & (POLLOUT | POLLERR | POLLHUP))
+		ready |= SESSION_WRITE;
+	if (p[0].revents & (POLLIN | POLLERR | POLLHUP))
+		ready |= SESSION_READ;
+	return session_step(s, ready, scratch, size, now_usec());
+}
+
+void
+handler_serve_alone(struct session *s, int wake_fd)
+{
+	uint8_t scratch[SESSION_READ_CHUNK];
+	unsigned ev;
+
+	/* Blocking I/O, with idle_timeout as the socket's timeouts, where
+	 * nothing but the client wakes the session and it waits one way at a
+	 * time: the fewest system calls per message. Else poll(). */
+	s->blocking = wake_fd < 0 && !s->lst->service->on_writable;
+	(void)fd_set_nonblock(s->fd, !s->blocking);
+	if (s->blocking)
+		set_timeouts(s->fd, s->lst->cfg.idle_timeout);
+	handler_tune_stream(s->fd);
+	ev = session_start(s);
+	while (!(ev & SESSION_DONE)) {
+		if (!s->blocking)
+			ev = poll_step(s, ev, wake_fd, scratch, sizeof(scratch));
+		else if (ev & (SESSION_READ | SESSION_WRITE))
+			/* The socket timeouts keep the idle clock: no `now`. */
+			ev = session_step(s, ev, scratch, sizeof(scratch), 0);
+		else {
+			/* Only held: look again soon. */
+			(void)poll(NULL, 0, (int)(SESSION_HOLD_RECHECK_USEC / USEC_PER_MSEC));
+			ev = session_next(s);
+		}
+	}
+	session_end(s);
 }

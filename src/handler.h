@@ -27,29 +27,13 @@ int handler_main(struct listener_rt *l);
 /* Tell the dispatcher the listener is serving. */
 void handler_notify_ready(struct listener_rt *l);
 
-/* allow/deny. True when the peer may be served. */
-bool handler_acl_ok(const struct listener_rt *l, const union sockaddr_any *peer);
-
-/* Admission of a stream connection: allow/deny, then max_clients. NULL
- * when admitted (then handler_release() must follow the close), else the
- * reason it was refused. Thread-safe. */
-const char *handler_admit(struct listener_rt *l, const union sockaddr_any *peer);
-void handler_release(struct listener_rt *l, const union sockaddr_any *peer);
-/* Refuse an accepted connection: count, log (rate-limited), tell a chat
- * client the server is full, close fd. */
-void handler_refuse(struct listener_rt *l, int fd, const union sockaddr_any *peer,
-		    const char *reason);
-/* Accept failed: log rate-limited. True when the error means "out of fds
- * or memory" and accepting should pause for a while. */
-bool handler_accept_error(struct listener_rt *l, int error);
-/* How long accepting pauses after EMFILE and friends. */
-#define HANDLER_ACCEPT_BACKOFF_USEC (100 * USEC_PER_MSEC)
-
-/* Serve one stream connection on a blocking socket until it ends: the
- * driver of the fork and thread models. Logs open and close. A stop is
- * requested from outside with shutdown(fd, SHUT_RD). */
+/* Serve one stream connection on this thread or process until it ends,
+ * session_start() to session_end(): the fork and thread models. wake_fd:
+ * an eventfd that other threads write to (the session's want_write), or
+ * -1. A stop is asked with session_request_stop() plus shutdown(fd,
+ * SHUT_RD), which wakes a blocked read(). */
 struct session;
-void handler_serve_blocking(struct session *s);
+void handler_serve_alone(struct session *s, int wake_fd);
 
 /* A hub between an event loop model and its clients (fork model chat):
  * the loop serves what accept() hands back instead of the client. Each

@@ -64,6 +64,9 @@ print_table(const struct config *c)
 	}
 }
 
+/* Over 80 lines: one getopt switch over every option and then the
+ * checks between them read best in one piece, in the order the manual
+ * lists them; the work itself is in the functions above. */
 int
 main(int argc, char *argv[])
 {

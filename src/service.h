@@ -42,6 +42,12 @@ struct service_ops {
 	 * down, not the reader). May be NULL. Any thread; not with s's
 	 * lock held. */
 	bool (*hold_input)(struct session *s);
+	/* The service sends without being asked (chargen): called whenever
+	 * the session's output is empty and the socket can take more; it
+	 * sends the next part. Such a service gets non-blocking sockets on
+	 * every model, is not ended by a half-close, and output the client
+	 * takes counts as activity for idle_timeout. NULL for the others. */
+	void (*on_writable)(struct session *s);
 	/* The peer half-closed. */
 	void (*on_eof)(struct session *s);
 	/* The connection is going away (any reason). */
@@ -60,5 +66,7 @@ struct service_ops {
 
 extern const struct service_ops service_echo_ops;
 extern const struct service_ops service_chat_ops;
+extern const struct service_ops service_discard_ops;
+extern const struct service_ops service_chargen_ops;
 
 const struct service_ops *service_get(enum service_kind k);

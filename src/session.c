@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdio.h>
 
+#include "admission.h"
 #include "listener-rt.h"
 #include "log.h"
 #include "service.h"
@@ -356,6 +357,10 @@ session_flush(struct session *s)
 	lock(s);
 	r = buffer_len(&s->out) > 0 ? -EAGAIN : 0;
 	unlock(s);
+	/* All out: a service that streams (chargen) sends the next part,
+	 * which goes straight to the socket as far as it takes it. */
+	if (r == 0 && s->lst->service->on_writable && !input_closed(s))
+		s->lst->service->on_writable(s);
 	return r;
 }
 
@@ -381,7 +386,7 @@ session_wants_write(struct session *s)
 	bool r;
 
 	lock(s);
-	r = !s->broken && buffer_len(&s->out) > 0;
+	r = !s->broken && (buffer_len(&s->out) > 0 || (s->lst->service->on_writable && !s->closing));
 	unlock(s);
 	return r;
 }
@@ -399,7 +404,9 @@ session_finished(struct session *s)
 	else if (s->closing)
 		r = true;
 	else
-		r = s->read_eof && buffer_len(&s->in) == 0;
+		/* A streaming service goes on after a half-close, until the
+		 * client is gone (RFC 864). */
+		r = s->read_eof && buffer_len(&s->in) == 0 && !s->lst->service->on_writable;
 	unlock(s);
 	return r;
 }
@@ -422,7 +429,7 @@ session_log_close(struct session *s)
 	const char *fields[5];
 	uint64_t d;
 
-	if (atomic_load(&s->stop_requested) && (!s->close_reason || !strcmp(s->close_reason, "eof")))
+	if (atomic_load(&s->stop_requested) != SESSION_STOP_NONE && (!s->close_reason || !strcmp(s->close_reason, "eof")))
 		s->close_reason = "server stopping";
 	if (!s->counted_elsewhere)
 		STATS_SUB(s->lst, conns_now, 1);
@@ -443,4 +450,123 @@ session_log_close(struct session *s)
 		   " bytes out, %" PRIu64 ".%03" PRIu64 " s",
 		   s->close_reason ? s->close_reason : "eof", s->bytes_in, s->bytes_out,
 		   d / USEC_PER_SEC, d % USEC_PER_SEC / 1000);
+}
+
+unsigned
+session_start(struct session *s)
+{
+	session_log_open(s);
+	if (s->lst->service->on_open)
+		s->lst->service->on_open(s);
+	return session_next(s);
+}
+
+/* The server stops: the service's last words, then flush and close; or,
+ * once shutdown_timeout ran out, close now. */
+static void
+apply_stop(struct session *s, int how)
+{
+	if (how == SESSION_STOP_NOW) {
+		session_abort(s, "shutdown timeout");
+		return;
+	}
+	if (s->stop_applied)
+		return;
+	s->stop_applied = true;
+	if (s->lst->service->on_shutdown)
+		s->lst->service->on_shutdown(s);
+	session_close(s, "server stopping");
+}
+
+unsigned
+session_next(struct session *s)
+{
+	int stop = atomic_load_explicit(&s->stop_requested, memory_order_relaxed);
+	unsigned ev;
+
+	if (stop != SESSION_STOP_NONE)
+		apply_stop(s, stop);
+	if (session_finished(s))
+		return SESSION_DONE;
+	ev = (session_wants_read(s) ? SESSION_READ : 0) | (session_wants_write(s) ? SESSION_WRITE : 0);
+	if (s->held)
+		return ev | SESSION_HELD;
+	if (ev)
+		return ev;
+	/* Input kept, nothing to send and not reading: offer the input
+	 * again; if the service still takes none it never will. */
+	session_resume(s);
+	if (session_wants_write(s))
+		return SESSION_WRITE;
+	session_abort(s, "stalled");
+	return SESSION_DONE;
+}
+
+unsigned
+session_step(struct session *s, unsigned ready, uint8_t *scratch, size_t size, uint64_t now)
+{
+	if (ready & SESSION_WRITE) {
+		uint64_t before = s->bytes_out;
+
+		if (session_flush(s) == -EAGAIN && s->blocking)
+			/* SO_SNDTIMEO ran out: the client read nothing for
+			 * idle_timeout. */
+			session_abort(s, "idle timeout");
+		else if (s->bytes_out != before && s->lst->service->on_writable)
+			s->last_active = now;
+	}
+	if ((ready & SESSION_READ) && session_wants_read(s)) {
+		ssize_t n = session_read(s, scratch, size);
+
+		if (n > 0)
+			s->last_active = now;
+		else if (n == -EAGAIN && s->blocking)
+			/* SO_RCVTIMEO ran out. */
+			session_abort(s, "idle timeout");
+	}
+	return session_next(s);
+}
+
+void
+session_end(struct session *s)
+{
+	if (s->lst->service->on_close)
+		s->lst->service->on_close(s);
+	if (s->driver && s->driver->detach)
+		s->driver->detach(s);
+	session_log_close(s);
+	s->fd = safe_close(s->fd);
+	if (!s->counted_elsewhere)
+		admission_release(s->lst, &s->peer);
+	session_done(s);
+}
+
+uint64_t
+session_idle_deadline(const struct session *s)
+{
+	unsigned idle = s->lst->cfg.idle_timeout;
+
+	return idle ? s->last_active + (uint64_t)idle * USEC_PER_SEC : 0;
+}
+
+bool
+session_expire(struct session *s, uint64_t now)
+{
+	uint64_t due = session_idle_deadline(s);
+
+	if (!due || now < due)
+		return false;
+	session_abort(s, "idle timeout");
+	return true;
+}
+
+void
+session_request_stop(struct session *s, enum session_stop how)
+{
+	lock(s);
+	if (atomic_load(&s->stop_requested) < (int)how)
+		atomic_store(&s->stop_requested, (int)how);
+	if (s->driver && s->driver->want_write)
+		s->driver->want_write(s);
+	unlock(s);
 }

@@ -26,13 +26,34 @@ struct session;
 /* Most iovecs one session_sendv() takes. */
 #define SESSION_IOV_MAX 8
 
-/* What the handler (driver) does for a session. */
+/* What session_start(), session_step() and session_next() tell the
+ * model: the readiness to wait for next, or that the session is done. */
+#define SESSION_READ 1u  /* input */
+#define SESSION_WRITE 2u /* room to write */
+/* The service holds input back (service_ops.hold_input): look again
+ * within SESSION_HOLD_RECHECK_USEC even if nothing is ready. */
+#define SESSION_HELD 4u
+#define SESSION_DONE 8u /* call session_end() */
+
+/* A stop the model asks for (session_request_stop()); the session applies
+ * it at its next step. */
+enum session_stop {
+	SESSION_STOP_NONE,
+	SESSION_STOP_DRAIN, /* last words, flush what is owed, close */
+	SESSION_STOP_NOW,   /* shutdown_timeout ran out: close, drop output */
+};
+
+/* What the model (driver) does for a session. Both may be NULL. */
 struct session_driver {
 	/* Output is pending that could not be written through, or the
-	 * session was closed, outside the driver's own callback for it: look
-	 * at it soon. May be called from another thread when the session is
-	 * shared (chat relays); then it must be thread-safe. */
+	 * session was closed or asked to stop, outside the driver's own
+	 * step of it: call session_next() soon. May be called from another
+	 * thread when the session is shared (chat relays), with the
+	 * session's lock held; then it must be thread-safe. */
 	void (*want_write)(struct session *s);
+	/* session_end(): the service has let go of the session; take it
+	 * off the model's lists and watches before its fd is closed. */
+	void (*detach)(struct session *s);
 };
 
 /* One stream connection as a service sees it. Services never touch the
@@ -43,8 +64,9 @@ struct session {
 	 * event costs one or two cache lines per connection, not four. */
 	int fd;
 	bool blocking;   /* fd is blocking: sends complete before returning */
-	/* conns_now/conns_total are kept by the process that owns the
-	 * connection's lifetime (the fork model's listener), not here. */
+	/* conns_now/conns_total and the admission are kept by the process
+	 * that owns the connection's lifetime (the fork model's listener),
+	 * not here. */
 	bool counted_elsewhere;
 	bool read_eof;   /* the peer half-closed */
 	bool closing;    /* flush what is queued, then close */
@@ -67,9 +89,11 @@ struct session {
 	struct buffer out; /* output the socket has not taken yet */
 	uint64_t bytes_in, bytes_out;
 	uint64_t last_active;
-	/* The server is stopping (set from another thread or a signal
-	 * handler; the close is then logged as "server stopping"). */
-	_Atomic bool stop_requested;
+	/* enum session_stop, set from another thread or a signal handler;
+	 * the close is then logged as "server stopping". stop_applied: the
+	 * owner acted on SESSION_STOP_DRAIN. */
+	_Atomic int stop_requested;
+	bool stop_applied;
 
 	/* Cold: set at open, read at close. */
 	const char *close_reason;
@@ -108,7 +132,48 @@ void session_close(struct session *s, const char *reason);
 /* Close now, dropping pending output. */
 void session_abort(struct session *s, const char *reason);
 
-/* Driver side. */
+/* The driver side: a connection's whole life is
+ *
+ *	ev = session_start(s);
+ *	while (!(ev & SESSION_DONE))
+ *		ev = session_step(s, <what of ev is ready>, scratch, size, now);
+ *	session_end(s);
+ *
+ * where each model only waits, its own way, for the readiness ev names
+ * (SESSION_HELD: or SESSION_HOLD_RECHECK_USEC), for the idle deadline
+ * (then session_expire()) and for want_write (then session_next()). Every
+ * rule about a connection lives in these functions, for every model. */
+
+/* Count and log the open, call the service's on_open; what to wait for. */
+unsigned session_start(struct session *s);
+/* Given readiness (SESSION_READ/SESSION_WRITE), flush, read once and feed
+ * the service; on a blocking socket (s->blocking) a timed-out read or
+ * write is the idle timeout. `now` stamps activity. Then session_next(). */
+unsigned session_step(struct session *s, unsigned ready, uint8_t *scratch, size_t size,
+		      uint64_t now);
+/* What to wait for now, after the state changed outside a step (a relay
+ * queued output, a timer closed it, a stop was asked): applies a stop,
+ * aborts a session that can never progress ("stalled"). */
+unsigned session_next(struct session *s);
+/* The service's on_close, the driver's detach, the close log and
+ * counters, close(fd), the admission's release (unless
+ * counted_elsewhere), buffers freed. The model frees what holds s. */
+void session_end(struct session *s);
+
+/* Activity (input, and for services that stream output also output the
+ * client took) moves the idle deadline: CLOCK_MONOTONIC usec, 0 = never
+ * (idle_timeout = 0). */
+uint64_t session_idle_deadline(const struct session *s);
+/* Past the idle deadline at `now`: abort it ("idle timeout"), true. */
+bool session_expire(struct session *s, uint64_t now);
+/* Ask the session to stop (thread-safe): SESSION_STOP_DRAIN when the
+ * server stops, SESSION_STOP_NOW when shutdown_timeout ran out. Wakes the
+ * driver through want_write; a model whose sessions block in read() also
+ * shuts the socket down for reading. Not from a signal handler (there:
+ * store to stop_requested, which is async-signal-safe). */
+void session_request_stop(struct session *s, enum session_stop how);
+
+/* The steps' parts, for tests and for session_step() itself. */
 
 /* Hand input to the service; what it does not consume is kept in s->in. */
 void session_feed(struct session *s, const uint8_t *p, size_t n);

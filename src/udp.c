@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include "dgram.h"
+#include "admission.h"
 #include "handler.h"
 #include "listener.h"
 #include "log.h"
@@ -206,7 +207,7 @@ udp_worker_serve(struct udp_worker *w, int fd, unsigned max)
 			drop(w, &d.peer, udpguard_verdict_to_string(v), false);
 			continue;
 		}
-		if (!handler_acl_ok(l, &d.peer)) {
+		if (!admission_acl_ok(l, &d.peer)) {
 			drop(w, &d.peer, "source not allowed", true);
 			continue;
 		}

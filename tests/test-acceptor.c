@@ -13,13 +13,14 @@
 
 #include "acceptor.h"
 #include "cidr.h"
-#include "handler.h"
+#include "admission.h"
+#include "listener-rt.h"
 #include "loop.h"
 #include "service.h"
 #include "util.h"
 
 /* The accept path without a daemon: a listening socket on 127.0.0.1:0,
- * a listener_rt with only what handler_admit() and handler_refuse() read,
+ * a listener_rt with only what admission_admit() and admission_refuse() read,
  * and one loop per backend (tcase_add_loop_test, _i). An alarm bounds each
  * case, also under CK_FORK=no. */
 
@@ -39,19 +40,23 @@ struct fixture {
 	int conns[MAX_CONNS];
 	union sockaddr_any peers[MAX_CONNS];
 	int n_conns;
+	const char *refuse_with; /* on_conn() cannot serve: this reason */
 };
 
 static struct fixture fx;
 
-static void
-on_conn(struct acceptor *a, int fd, const union sockaddr_any *peer)
+static const char *
+on_conn(struct acceptor *a, int *fd, const union sockaddr_any *peer)
 {
 	struct fixture *f = a->userdata;
 
 	ck_assert_int_lt(f->n_conns, MAX_CONNS);
-	f->conns[f->n_conns] = fd;
+	if (f->refuse_with)
+		return f->refuse_with;
+	f->conns[f->n_conns] = *fd;
 	f->peers[f->n_conns] = *peer;
 	f->n_conns++;
+	return NULL;
 }
 
 static void
@@ -90,7 +95,7 @@ teardown(void)
 	}
 	for (int i = 0; i < fx.n_conns; i++) {
 		close(fx.conns[i]);
-		handler_release(&fx.lst, &fx.peers[i]);
+		admission_release(&fx.lst, &fx.peers[i]);
 	}
 	safe_close(fx.lfd);
 	alarm(0);
@@ -178,7 +183,7 @@ START_TEST(acceptor_refuses_beyond_max_clients)
 
 	/* One leaves: room for the next. */
 	close(fx.conns[0]);
-	handler_release(&fx.lst, &fx.peers[0]);
+	admission_release(&fx.lst, &fx.peers[0]);
 	fx.conns[0] = fx.conns[--fx.n_conns];
 	fx.peers[0] = fx.peers[fx.n_conns];
 	c[3] = connect_client();
@@ -255,7 +260,7 @@ START_TEST(acceptor_pauses_when_out_of_fds)
 	/* fds again: the connection is taken once the back-off ends. */
 	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
 	run_until(1, 0);
-	ck_assert_uint_ge(mono_usec() - t0, HANDLER_ACCEPT_BACKOFF_USEC - 5000);
+	ck_assert_uint_ge(mono_usec() - t0, ACCEPTOR_BACKOFF_USEC - 5000);
 	close(c);
 }
 END_TEST
@@ -271,6 +276,29 @@ START_TEST(acceptor_stop_stops_accepting)
 	ck_assert_int_eq(loop_run_once(fx.loop, 20), 0);
 	ck_assert_int_eq(fx.n_conns, 0);
 	ck_assert_uint_eq(fx.stats.refused, 0);
+	close(c);
+}
+END_TEST
+
+/* The model cannot serve an admitted connection (out of memory, cannot
+ * fork): the acceptor releases the admission and refuses it, the one way
+ * every model does. */
+START_TEST(acceptor_refuses_what_the_model_cannot_serve)
+{
+	int c;
+
+	start(_i);
+	fx.refuse_with = "cannot fork";
+	c = connect_client();
+	run_until(0, 1);
+	assert_closed_after(c, "");
+	ck_assert_uint_eq(fx.lst.clients, 0);
+	close(c);
+	/* And the next one, served, is admitted as usual. */
+	fx.refuse_with = NULL;
+	c = connect_client();
+	run_until(1, 1);
+	ck_assert_uint_eq(fx.lst.clients, 1);
 	close(c);
 }
 END_TEST
@@ -293,6 +321,7 @@ acceptor_suite(void)
 
 	add_case(s, "max_clients", acceptor_refuses_beyond_max_clients);
 	add_case(s, "chat_full", acceptor_tells_chat_client_server_full);
+	add_case(s, "model_refuses", acceptor_refuses_what_the_model_cannot_serve);
 	add_case(s, "deny", acceptor_refuses_denied_peer);
 	add_case(s, "emfile", acceptor_pauses_when_out_of_fds);
 	add_case(s, "stop", acceptor_stop_stops_accepting);

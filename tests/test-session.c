@@ -15,7 +15,7 @@
 
 #include <check.h>
 
-#include "handler.h" /* struct listener_rt, struct listener_stats */
+#include "listener-rt.h"
 #include "log.h"
 #include "service.h"
 #include "session.h"
@@ -91,11 +91,46 @@ fake_hold_input(struct session *s)
 	return atomic_load(&hold);
 }
 
+static unsigned n_close, n_shutdown, n_detach, n_writable;
+
+static void
+fake_on_close(struct session *s)
+{
+	n_close++;
+}
+
+/* Last words on a stop, as chat says goodbye. */
+static void
+fake_on_shutdown(struct session *s)
+{
+	n_shutdown++;
+	session_send(s, "bye\n", 4);
+}
+
 static const struct service_ops fake_ops = {
 	.name = "fake",
 	.on_data = fake_on_data,
 	.on_eof = fake_on_eof,
 	.hold_input = fake_hold_input,
+	.on_close = fake_on_close,
+	.on_shutdown = fake_on_shutdown,
+};
+
+/* A service that streams (as chargen): 1000 bytes each time output ran
+ * dry. */
+static void
+fake_on_writable(struct session *s)
+{
+	static const uint8_t part[1000];
+
+	n_writable++;
+	session_send(s, part, sizeof(part));
+}
+
+static const struct service_ops stream_ops = {
+	.name = "stream",
+	.on_data = fake_on_data,
+	.on_writable = fake_on_writable,
 };
 
 /* The fake driver: counts want_write() calls, notes the caller's thread and
@@ -138,8 +173,17 @@ holds(void)
 	return atomic_load(&n_hold);
 }
 
+static void
+fake_detach(struct session *s)
+{
+	/* Before the close. */
+	ck_assert_int_ge(s->fd, 0);
+	n_detach++;
+}
+
 static const struct session_driver fake_driver = {
 	.want_write = fake_want_write,
+	.detach = fake_detach,
 };
 
 static struct listener_stats stats;
@@ -156,6 +200,7 @@ setup(void)
 	mode = SVC_SINK;
 	buffer_release(&got);
 	n_data = n_eof = 0;
+	n_close = n_shutdown = n_detach = n_writable = 0;
 	atomic_store(&hold, false);
 	atomic_store(&n_hold, 0);
 	atomic_store(&n_wake, 0);
@@ -1034,7 +1079,7 @@ START_TEST(test_log_open_close_counts)
 	ck_assert_uint_eq(atomic_load(&stats.conns_total), 1);
 	/* A stop turns an "eof" into "server stopping". */
 	S.close_reason = "eof";
-	atomic_store(&S.stop_requested, true);
+	atomic_store(&S.stop_requested, SESSION_STOP_DRAIN);
 	session_log_close(&S);
 	ck_assert_str_eq(S.close_reason, "server stopping");
 	ck_assert_uint_eq(atomic_load(&stats.conns_now), 0);
@@ -1052,6 +1097,171 @@ START_TEST(test_log_counted_elsewhere)
 	ck_assert_uint_eq(atomic_load(&stats.conns_now), 0);
 	ck_assert_uint_eq(atomic_load(&stats.conns_total), 0);
 	ck_assert_str_eq(S.close_reason, "quit");
+}
+END_TEST
+
+/* ---- the driver's whole cycle: start, step, next, end ---- */
+
+START_TEST(test_step_cycle)
+{
+	uint8_t scratch[64];
+	unsigned ev;
+
+	open_session(false, false);
+	atomic_store(&lst.clients, 1); /* as admission_admit() left it */
+	ev = session_start(&S);
+	ck_assert_uint_eq(ev, SESSION_READ);
+	ck_assert_uint_eq(atomic_load(&stats.conns_now), 1);
+	/* Nothing ready yet: a read attempt is EAGAIN and changes nothing. */
+	ck_assert_uint_eq(session_step(&S, SESSION_READ, scratch, sizeof(scratch), 1), SESSION_READ);
+	ck_assert_int_eq(write(peer, "abc", 3), 3);
+	ev = session_step(&S, SESSION_READ, scratch, sizeof(scratch), 4242);
+	ck_assert_uint_eq(ev, SESSION_READ);
+	ck_assert_uint_eq(buffer_len(&got), 3);
+	ck_assert_uint_eq(S.last_active, 4242);
+	ck_assert_int_eq(shutdown(peer, SHUT_WR), 0);
+	ev = session_step(&S, SESSION_READ, scratch, sizeof(scratch), 5000);
+	ck_assert_uint_eq(ev, SESSION_DONE);
+	session_end(&S);
+	ck_assert_uint_eq(n_close, 1);
+	ck_assert_uint_eq(n_detach, 1);
+	ck_assert_int_lt(S.fd, 0);
+	ck_assert_uint_eq(atomic_load(&lst.clients), 0);
+	ck_assert_uint_eq(atomic_load(&stats.conns_now), 0);
+	ck_assert_str_eq(S.close_reason, "eof");
+}
+END_TEST
+
+/* Kept input, nothing to send, not reading: it can never progress. */
+START_TEST(test_step_stalled)
+{
+	uint8_t scratch[64];
+
+	open_session(false, false);
+	mode = SVC_KEEP;
+	ck_assert_uint_eq(session_start(&S), SESSION_READ);
+	ck_assert_int_eq(write(peer, "abc", 3), 3);
+	ck_assert_uint_eq(session_step(&S, SESSION_READ, scratch, sizeof(scratch), 1), SESSION_DONE);
+	ck_assert_str_eq(S.close_reason, "stalled");
+	/* Offered again before giving up. */
+	ck_assert_uint_eq(n_data, 2);
+}
+END_TEST
+
+START_TEST(test_step_held_then_free)
+{
+	open_session(false, false);
+	atomic_store(&hold, true);
+	ck_assert_uint_eq(session_start(&S), SESSION_HELD);
+	atomic_store(&hold, false);
+	ck_assert_uint_eq(session_next(&S), SESSION_READ);
+}
+END_TEST
+
+/* A drain: the service's last words once, flushed, then done. */
+START_TEST(test_step_stop_drain)
+{
+	uint8_t scratch[64];
+	char buf[16];
+	unsigned ev, w;
+
+	open_session(false, false);
+	ck_assert_uint_eq(session_start(&S), SESSION_READ);
+	w = wakes();
+	session_request_stop(&S, SESSION_STOP_DRAIN);
+	ck_assert_uint_gt(wakes(), w);
+	ev = session_next(&S);
+	ck_assert_uint_eq(n_shutdown, 1);
+	/* "bye" went straight through: nothing left, done. */
+	ck_assert_uint_eq(ev, SESSION_DONE);
+	ck_assert_int_eq(read(peer, buf, sizeof(buf)), 4);
+	ck_assert_uint_eq(session_next(&S), SESSION_DONE);
+	ck_assert_uint_eq(n_shutdown, 1);
+	session_log_close(&S);
+	ck_assert_str_eq(S.close_reason, "server stopping");
+	(void)scratch;
+}
+END_TEST
+
+/* A drain that cannot flush waits for WRITE; the deadline's stop drops
+ * the rest. */
+START_TEST(test_step_stop_now)
+{
+	uint8_t scratch[64];
+	unsigned ev;
+
+	open_session(true, false);
+	ck_assert_uint_eq(session_start(&S), SESSION_READ);
+	(void)fill_socket(S.fd);
+	session_request_stop(&S, SESSION_STOP_DRAIN);
+	ev = session_next(&S);
+	ck_assert_uint_eq(ev, SESSION_WRITE);
+	ck_assert_uint_eq(session_step(&S, SESSION_WRITE, scratch, sizeof(scratch), 1), SESSION_WRITE);
+	session_request_stop(&S, SESSION_STOP_NOW);
+	ck_assert_uint_eq(session_next(&S), SESSION_DONE);
+	/* The drain's reason came first. */
+	ck_assert_str_eq(S.close_reason, "server stopping");
+	ck_assert(S.broken);
+}
+END_TEST
+
+START_TEST(test_idle_deadline_and_expire)
+{
+	open_session(false, false);
+	S.last_active = 10 * USEC_PER_SEC;
+	ck_assert_uint_eq(session_idle_deadline(&S), 0);
+	ck_assert(!session_expire(&S, UINT64_MAX / 2));
+	lst.cfg.idle_timeout = 2;
+	ck_assert_uint_eq(session_idle_deadline(&S), 12 * USEC_PER_SEC);
+	ck_assert(!session_expire(&S, 12 * USEC_PER_SEC - 1));
+	ck_assert(!S.broken);
+	ck_assert(session_expire(&S, 12 * USEC_PER_SEC));
+	ck_assert_str_eq(S.close_reason, "idle timeout");
+	ck_assert_uint_eq(session_next(&S), SESSION_DONE);
+}
+END_TEST
+
+/* On a blocking socket a receive timeout (SO_RCVTIMEO = idle_timeout in
+ * the fork and thread models) is the idle timeout. */
+START_TEST(test_step_blocking_timeout_is_idle)
+{
+	struct timeval tv = { .tv_usec = 20000 };
+	uint8_t scratch[64];
+
+	open_session(false, true);
+	ck_assert_int_eq(setsockopt(S.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	ck_assert_uint_eq(session_start(&S), SESSION_READ);
+	ck_assert_uint_eq(session_step(&S, SESSION_READ, scratch, sizeof(scratch), 0), SESSION_DONE);
+	ck_assert_str_eq(S.close_reason, "idle timeout");
+}
+END_TEST
+
+/* A streaming service: always wants WRITE, refills when output ran dry,
+ * output taken is activity, and a half-close does not end it. */
+START_TEST(test_step_streaming_service)
+{
+	uint8_t scratch[64], buf[4096];
+	unsigned ev;
+
+	lst.service = &stream_ops;
+	open_session(false, false);
+	ev = session_start(&S);
+	ck_assert_uint_eq(ev, SESSION_READ | SESSION_WRITE);
+	ev = session_step(&S, SESSION_WRITE, scratch, sizeof(scratch), 77);
+	ck_assert_uint_eq(n_writable, 1);
+	ck_assert_uint_eq(S.last_active, 77);
+	ck_assert_uint_eq(ev, SESSION_READ | SESSION_WRITE);
+	ck_assert_int_eq(read(peer, buf, sizeof(buf)), 1000);
+	ck_assert_int_eq(shutdown(peer, SHUT_WR), 0);
+	ev = session_step(&S, SESSION_READ | SESSION_WRITE, scratch, sizeof(scratch), 78);
+	ck_assert_uint_eq(ev, SESSION_WRITE);
+	ck_assert_uint_eq(n_writable, 2);
+	ck_assert(S.read_eof);
+	/* Gone for good: the next write breaks it. */
+	close(peer);
+	peer = -1;
+	ev = session_step(&S, SESSION_WRITE, scratch, sizeof(scratch), 79);
+	ck_assert_uint_eq(ev, SESSION_DONE);
 }
 END_TEST
 
@@ -1101,6 +1311,18 @@ session_suite(void)
 	tcase_add_test(tc, test_read_reset);
 	tcase_add_test(tc, test_flush_to_closed_peer);
 	tcase_add_test(tc, test_send_to_closed_peer);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("step");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_step_cycle);
+	tcase_add_test(tc, test_step_stalled);
+	tcase_add_test(tc, test_step_held_then_free);
+	tcase_add_test(tc, test_step_stop_drain);
+	tcase_add_test(tc, test_step_stop_now);
+	tcase_add_test(tc, test_idle_deadline_and_expire);
+	tcase_add_test(tc, test_step_blocking_timeout_is_idle);
+	tcase_add_test(tc, test_step_streaming_service);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1144,6 +1144,9 @@ report(const struct bench *b, bool ran)
 	fflush(stdout);
 }
 
+/* Over 80 lines: one getopt switch over every option and then the
+ * checks between them read best in one piece, in the order the manual
+ * lists them; the work itself is in the functions above. */
 int
 netecho_bench_main(int argc, char **argv)
 {

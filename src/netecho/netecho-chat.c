@@ -510,6 +510,9 @@ valid_name(const char *name)
 	return 0;
 }
 
+/* Over 80 lines: one getopt switch over every option and then the
+ * checks between them read best in one piece, in the order the manual
+ * lists them; the work itself is in the functions above. */
 int
 netecho_chat_main(int argc, char **argv)
 {
