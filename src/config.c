@@ -68,6 +68,8 @@ static const char *const model_names[_MODEL_MAX] = {
 static const char *const service_names[_SERVICE_MAX] = {
 	[SERVICE_ECHO] = "echo",
 	[SERVICE_CHAT] = "chat",
+	[SERVICE_DISCARD] = "discard",
+	[SERVICE_CHARGEN] = "chargen",
 };
 
 /* Indexed by syslog priority; only these five can be configured. */
@@ -769,7 +771,8 @@ default_applies(enum key k, const struct keyset *ks)
 	case KEY_MAX_LINE:
 		return is(ks, KEY_SERVICE, SERVICE_CHAT);
 	case KEY_RATE_LIMIT:
-		return is(ks, KEY_PROTOCOL, PROTOCOL_UDP) || is(ks, KEY_SERVICE, SERVICE_CHAT);
+		return (is(ks, KEY_PROTOCOL, PROTOCOL_UDP) && is(ks, KEY_SERVICE, SERVICE_ECHO)) ||
+		       is(ks, KEY_SERVICE, SERVICE_CHAT);
 	case KEY_WORKERS:
 		return ks->ok[KEY_PROTOCOL] && ks->ok[KEY_MODEL] &&
 		       workers_allowed(ks->num[KEY_PROTOCOL], ks->num[KEY_MODEL]);
@@ -900,10 +903,20 @@ check_listener(struct parser *p, const struct keyset *ks, const struct keyset *d
 	    is(ks, KEY_SERVICE, SERVICE_ECHO))
 		error_s(p, ks->where[KEY_RATE_LIMIT],
 			"rate_limit applies to udp listeners and to chat, not to tcp echo");
-	if (ks->where[KEY_MAX_LINE] && is(ks, KEY_SERVICE, SERVICE_ECHO))
+	else if (ks->where[KEY_RATE_LIMIT] && ks->ok[KEY_SERVICE] &&
+		 !is(ks, KEY_SERVICE, SERVICE_ECHO) && !is(ks, KEY_SERVICE, SERVICE_CHAT))
+		error_s(p, ks->where[KEY_RATE_LIMIT],
+			"rate_limit applies to echo and chat, not to service %s",
+			service_names[ks->num[KEY_SERVICE]]);
+	if (ks->where[KEY_MAX_LINE] && ks->ok[KEY_SERVICE] && !is(ks, KEY_SERVICE, SERVICE_CHAT))
 		error_s(p, ks->where[KEY_MAX_LINE], "max_line applies only to service chat");
-	if (ks->where[KEY_PREFIX] && is(ks, KEY_SERVICE, SERVICE_CHAT))
+	if (ks->where[KEY_PREFIX] && ks->ok[KEY_SERVICE] && !is(ks, KEY_SERVICE, SERVICE_ECHO))
 		error_s(p, ks->where[KEY_PREFIX], "prefix applies only to service echo");
+	/* RFC 864 over udp answers every datagram with up to 512 bytes: the
+	 * textbook amplifier. */
+	if (is(ks, KEY_SERVICE, SERVICE_CHARGEN) && is(ks, KEY_PROTOCOL, PROTOCOL_UDP))
+		error_s(p, ks->where[KEY_SERVICE],
+			"service chargen is tcp only: udp chargen is a traffic amplifier; use protocol \"tcp\"");
 
 	if (ks->ok[KEY_WORKERS] && ks->num[KEY_WORKERS] > 1 && ks->ok[KEY_PROTOCOL] &&
 	    ks->ok[KEY_MODEL] && !workers_allowed(ks->num[KEY_PROTOCOL], ks->num[KEY_MODEL]))

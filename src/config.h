@@ -24,6 +24,8 @@ enum model {
 enum service_kind {
 	SERVICE_ECHO,
 	SERVICE_CHAT,
+	SERVICE_DISCARD,
+	SERVICE_CHARGEN,
 	_SERVICE_MAX,
 };
 

@@ -5,6 +5,8 @@
 static const struct service_ops *const services[_SERVICE_MAX] = {
 	[SERVICE_ECHO] = &service_echo_ops,
 	[SERVICE_CHAT] = &service_chat_ops,
+	[SERVICE_DISCARD] = &service_discard_ops,
+	[SERVICE_CHARGEN] = &service_chargen_ops,
 };
 
 const struct service_ops *

@@ -2089,7 +2089,7 @@ harness_counters(struct hdaemon *d, const char *listener, struct harness_counter
 {
 	uint64_t deadline = now_usec() + (uint64_t)HARNESS_IO_TIMEOUT_MS * USEC_PER_MSEC;
 	char needle[96], *text = NULL, *line = NULL, *p;
-	unsigned long long refused, dropped;
+	unsigned long long now_c, total, bin, bout, refused, dropped;
 	size_t seen, now = 0;
 	int r;
 
@@ -2115,13 +2115,18 @@ harness_counters(struct hdaemon *d, const char *listener, struct harness_counter
 	}
 	for (p = text; (p = strstr(p, needle)); p++)
 		line = p;
-	p = strstr(line, "refused ");
-	if (!p || sscanf(p, "refused %llu, dropped %llu", &refused, &dropped) != 2) {
+	p = line + strlen(needle) - strlen("connections now ");
+	if (sscanf(p, "connections now %llu total %llu, bytes in %llu out %llu, refused %llu, dropped %llu",
+		   &now_c, &total, &bin, &bout, &refused, &dropped) != 6) {
 		fprintf(stderr, "harness: cannot read the counters of %s in '%.200s'\n", listener,
 			line);
 		r = -EBADMSG;
 		goto out;
 	}
+	ret->conns_now = now_c;
+	ret->conns_total = total;
+	ret->bytes_in = bin;
+	ret->bytes_out = bout;
 	ret->refused = refused;
 	ret->dropped = dropped;
 	r = 0;

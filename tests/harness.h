@@ -193,6 +193,8 @@ bool harness_pid_in_tree(pid_t pid, pid_t ancestor);
 
 /* A listener's counters, from the line netechod logs on SIGUSR1. */
 struct harness_counters {
+	uint64_t conns_now, conns_total;
+	uint64_t bytes_in, bytes_out;
 	uint64_t refused;
 	uint64_t dropped;
 };

@@ -1872,10 +1872,14 @@ START_TEST(chat_udp_stranger_gets_one_reply_per_datagram)
 	pat = uc_open("pat (not joined)");
 	uc_ask_token(&pat, "pat", "pat", token, sizeof(token));
 
-	/* Room traffic while pat waits: a message and a join notice. */
-	uc_send(&carol, "hello everyone");
+	/* Room traffic while pat waits: a join notice and messages. The
+	 * message goes after dave's join: with two workers nothing else
+	 * tells when one of carol's datagrams has been served, so dave's
+	 * receipt is the sentinel. */
 	uc_who(&carol, c, 1);
 	dave = uc_join("dave", room, 1);
+	uc_send(&carol, "hello everyone");
+	uc_expect(&dave, "<carol> hello everyone");
 	uc_send(&carol, "second");
 	uc_expect(&dave, "<carol> second");
 

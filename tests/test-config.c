@@ -164,7 +164,7 @@ static const struct config_case required_cases[] = {
 	  1 },
 	{ "service_missing",
 	  "listeners = ( { name = \"a\"; protocol = \"tcp\"; port = 7; model = \"poll\"; } );\n",
-	  "listener 'a': missing required setting 'service'; allowed: echo, chat", 1 },
+	  "listener 'a': missing required setting 'service'; allowed: echo, chat, discard, chargen", 1 },
 	{ "missing_at_group_line",
 	  "log_level = \"info\";\nlisteners = (\n  {\n    name = \"a\";\n    protocol = \"tcp\";\n"
 	  "    model = \"poll\";\n    service = \"echo\";\n  }\n);\n",
@@ -260,8 +260,14 @@ static const struct config_case enum_cases[] = {
 	{ "model_empty", ONE("tcp", "", "echo", ""), "model: unknown value ''", 1 },
 	{ "service_echo", ONE("tcp", "poll", "echo", ""), NULL, 0 },
 	{ "service_chat", ONE("tcp", "poll", "chat", ""), NULL, 0 },
-	{ "service_unknown", ONE("tcp", "poll", "discard", ""),
-	  "listener 'a': service: unknown value 'discard'; allowed: echo, chat", 1 },
+	{ "service_discard", ONE("tcp", "poll", "discard", ""), NULL, 0 },
+	{ "service_discard_udp", ONE("udp", "fork", "discard", ""), NULL, 0 },
+	{ "service_chargen", ONE("tcp", "thread", "chargen", ""), NULL, 0 },
+	{ "service_chargen_udp", ONE("udp", "poll", "chargen", ""),
+	  "listener 'a': service chargen is tcp only: udp chargen is a traffic amplifier; use protocol \"tcp\"",
+	  1 },
+	{ "service_unknown", ONE("tcp", "poll", "daytime", ""),
+	  "listener 'a': service: unknown value 'daytime'; allowed: echo, chat, discard, chargen", 1 },
 	{ "service_list", "listeners = ( { name = \"a\"; protocol = \"tcp\"; port = 7; "
 			  "model = \"poll\"; service = ( \"echo\" ); } );\n",
 	  "service: expected a string, got a list", 1 },
@@ -461,6 +467,26 @@ static const struct config_case service_key_cases[] = {
 	{ "prefix_udp_echo", ONE("udp", "fork", "echo", "prefix = \"[%l] \";"), NULL, 0 },
 	{ "prefix_chat", ONE("tcp", "poll", "chat", "prefix = \"x\";"),
 	  "listener 'a': prefix applies only to service echo", 1 },
+	{ "rate_limit_udp_discard", ONE("udp", "poll", "discard", "rate_limit = 5;"),
+	  "listener 'a': rate_limit applies to echo and chat, not to service discard", 1 },
+	{ "rate_limit_chargen", ONE("tcp", "epoll", "chargen", "rate_limit = 5;"),
+	  "rate_limit applies to echo and chat, not to service chargen", 1 },
+	{ "max_line_discard", ONE("tcp", "poll", "discard", "max_line = 512;"),
+	  "listener 'a': max_line applies only to service chat", 1 },
+	{ "max_line_chargen", ONE("tcp", "fork", "chargen", "max_line = 512;"),
+	  "max_line applies only to service chat", 1 },
+	{ "prefix_discard", ONE("udp", "select", "discard", "prefix = \"x\";"),
+	  "listener 'a': prefix applies only to service echo", 1 },
+	{ "prefix_chargen", ONE("tcp", "select", "chargen", "prefix = \"x\";"),
+	  "prefix applies only to service echo", 1 },
+	/* From defaults they apply only where they mean something. */
+	{ "defaults_skip_discard_chargen",
+	  "defaults = { rate_limit = 5; max_line = 100; prefix = \"x\"; };\n"
+	  "listeners = (\n"
+	  "  { name = \"d\"; protocol = \"udp\"; port = 9; model = \"poll\"; service = \"discard\"; },\n"
+	  "  { name = \"c\"; protocol = \"tcp\"; port = 19; model = \"poll\"; service = \"chargen\"; }\n"
+	  ");\n",
+	  NULL, 0 },
 	{ "service_key_line",
 	  "listeners = (\n  { name = \"a\"; protocol = \"tcp\"; port = 7; model = \"poll\";\n"
 	  "    service = \"echo\";\n    max_line = 100; }\n);\n",
