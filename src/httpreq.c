@@ -290,11 +290,15 @@ parse(const uint8_t *b, size_t end, struct httpreq *req)
 	size_t i = 0;
 
 	for (;;) {
-		const uint8_t *lf = memchr(b + i, '\n', end - i);
-		size_t next = lf ? (size_t)(lf - b) + 1 : end;
-		size_t eol = lf ? next - 1 : end;
+		const uint8_t *lf;
+		size_t next, eol;
 		enum httpreq_result r;
 
+		if (i == end)
+			return HTTPREQ_MORE;
+		lf = memchr(b + i, '\n', end - i);
+		next = lf ? (size_t)(lf - b) + 1 : end;
+		eol = lf ? next - 1 : end;
 		/* A CR right before the LF (or before the end of what came
 		 * so far, where the LF may follow) is part of the
 		 * terminator; any other CR is a control byte the line
@@ -358,7 +362,7 @@ httpreq_method_to_string(enum httpreq_method m)
 		[HTTPREQ_OTHER] = "other",
 	};
 
-	return m >= 0 && m < _HTTPREQ_METHOD_MAX ? names[m] : NULL;
+	return (unsigned)m < _HTTPREQ_METHOD_MAX ? names[m] : NULL;
 }
 
 const char *
@@ -371,7 +375,7 @@ httpreq_result_to_string(enum httpreq_result r)
 		[HTTPREQ_BAD_VERSION] = "bad version",
 	};
 
-	return r >= 0 && r < _HTTPREQ_RESULT_MAX ? names[r] : NULL;
+	return (unsigned)r < _HTTPREQ_RESULT_MAX ? names[r] : NULL;
 }
 
 const char *

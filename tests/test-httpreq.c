@@ -6,8 +6,7 @@
 #include <check.h>
 
 #include "httpreq.h"
-
-#define N_ELEMENTS(a) (sizeof(a) / sizeof((a)[0]))
+#include "util.h"
 
 #define H11 " HTTP/1.1\r\nHost: x\r\n"
 
@@ -224,7 +223,7 @@ START_TEST(httpreq_failure_leaves_result_alone)
 		"GET /metrics HTTP/2.0\r\n\r\n",
 	};
 
-	for (size_t k = 0; k < N_ELEMENTS(in); k++) {
+	for (size_t k = 0; k < ELEMENTSOF(in); k++) {
 		struct httpreq req = { .head_len = 77, .status = 7, .keep_alive = true };
 
 		ck_assert_int_ne(httpreq_parse(in[k], strlen(in[k]), &req), HTTPREQ_REQUEST);
@@ -278,7 +277,7 @@ START_TEST(httpreq_errors_are_early)
 	};
 	struct httpreq req;
 
-	for (size_t k = 0; k < N_ELEMENTS(early); k++)
+	for (size_t k = 0; k < ELEMENTSOF(early); k++)
 		ck_assert_msg(httpreq_parse(early[k].input, strlen(early[k].input), &req) ==
 				      early[k].result,
 			      "'%s'", early[k].input);
@@ -293,6 +292,14 @@ START_TEST(httpreq_rejects_nul)
 
 	ck_assert_int_eq(httpreq_parse(in, sizeof(in) - 1, &req), HTTPREQ_BAD_REQUEST);
 	ck_assert_int_eq(httpreq_parse(line, sizeof(line) - 1, &req), HTTPREQ_BAD_REQUEST);
+}
+END_TEST
+
+START_TEST(httpreq_nothing_needs_more)
+{
+	struct httpreq req;
+
+	ck_assert_int_eq(httpreq_parse(NULL, 0, &req), HTTPREQ_MORE);
 }
 END_TEST
 
@@ -444,7 +451,7 @@ START_TEST(httpreq_format_head_longest_fits)
 	static const int statuses[] = { 200, 400, 404, 405, 505 };
 	char buf[HTTPREQ_RESPONSE_HEAD_MAX];
 
-	for (size_t k = 0; k < N_ELEMENTS(statuses); k++) {
+	for (size_t k = 0; k < ELEMENTSOF(statuses); k++) {
 		int n = httpreq_format_head(buf, sizeof(buf), statuses[k], SIZE_MAX, true,
 					    253402300799);
 
@@ -477,21 +484,22 @@ httpreq_suite(void)
 	TCase *tc;
 
 	tc = tcase_create("parse");
-	tcase_add_loop_test(tc, httpreq_parses_requests, 0, (int)N_ELEMENTS(requests));
-	tcase_add_loop_test(tc, httpreq_refuses_others, 0, (int)N_ELEMENTS(others));
+	tcase_add_loop_test(tc, httpreq_parses_requests, 0, (int)ELEMENTSOF(requests));
+	tcase_add_loop_test(tc, httpreq_refuses_others, 0, (int)ELEMENTSOF(others));
 	tcase_add_test(tc, httpreq_failure_leaves_result_alone);
 	tcase_add_test(tc, httpreq_errors_are_early);
 	tcase_add_test(tc, httpreq_rejects_nul);
+	tcase_add_test(tc, httpreq_nothing_needs_more);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("incremental");
-	tcase_add_loop_test(tc, httpreq_every_prefix_needs_more, 0, (int)N_ELEMENTS(heads));
+	tcase_add_loop_test(tc, httpreq_every_prefix_needs_more, 0, (int)ELEMENTSOF(heads));
 	tcase_add_test(tc, httpreq_pipelined_rest_is_left);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("limit");
 	tcase_add_loop_test(tc, httpreq_head_limit, 0, 2);
-	tcase_add_loop_test(tc, httpreq_never_more_at_limit, 0, (int)N_ELEMENTS(unfinished));
+	tcase_add_loop_test(tc, httpreq_never_more_at_limit, 0, (int)ELEMENTSOF(unfinished));
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("response");
