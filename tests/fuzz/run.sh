@@ -4,7 +4,7 @@
 #
 #   tests/fuzz/run.sh [SECONDS] [TARGET...]
 #
-# SECONDS per target (default 60); TARGETs among config cidr sanitize chat
+# SECONDS per target (default 60); TARGETs among config cidr sanitize chat http
 # (default: all). Seeds come from tests/fuzz/corpus/<target>/ (committed) and
 # are copied to a working corpus under FUZZ_DIR (default build-fuzz/), so the
 # committed seeds never change. Exits 1 when a target crashes, leaks, hangs
@@ -19,7 +19,7 @@ root=$(cd "$here/../.." && pwd)
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config cidr sanitize chat)
+[ ${#targets[@]} -gt 0 ] || targets=(config cidr sanitize chat http)
 out=${FUZZ_DIR:-$root/build-fuzz}
 cc=${CC_FUZZ:-clang}
 
@@ -32,9 +32,9 @@ esac
 
 for t in "${targets[@]}"; do
 	case $t in
-	config | cidr | sanitize | chat) ;;
+	config | cidr | sanitize | chat | http) ;;
 	*)
-		echo "fuzz: unknown target '$t' (config cidr sanitize chat)" >&2
+		echo "fuzz: unknown target '$t' (config cidr sanitize chat http)" >&2
 		exit 64
 		;;
 	esac
@@ -67,6 +67,7 @@ sources_of() {
 	cidr) echo "cidr.c base/util.c" ;;
 	sanitize) echo "sanitize.c" ;;
 	chat) echo "chat-proto.c chat-room.c chat-udp.c linebuf.c sanitize.c base/util.c" ;;
+	http) echo "httpreq.c" ;;
 	*) return 1 ;;
 	esac
 }
