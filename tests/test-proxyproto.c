@@ -196,6 +196,18 @@ static const char *const v1_bad[] = {
 	"GET / HTTP/1.1\r\n",
 	"\0PROXY",
 	" PROXY UNKNOWN\r\n",
+	/* fail before the line ends: a token too long or a byte it cannot hold */
+	"PROXY TCP4 1234567890123456",
+	"PROXY TCP4 192.0.2.1x",
+	"PROXY TCP6 0000000000000000000000000000000000000000000000",
+	"PROXY TCP6 ::1 ::1 123456",
+	"PROXY TCP4 192.0.2.1 192.0.2.2 1 2 ",
+	"PROXY TCP4 192.0.2.1 192.0.2.2 1 2\r\r",
+	"PROXY X",
+	"PROXY TCP7",
+	"PROXY UNKNOWN\n",
+	"PROXY UNKNOWN x\n",
+	"PR0",
 };
 
 static void
