@@ -5,13 +5,14 @@
 #   tests/fuzz/run.sh [SECONDS] [TARGET...]
 #
 # SECONDS per target (default 60); TARGETs among config cidr sanitize chat
-# (default: all). Seeds come from tests/fuzz/corpus/<target>/ (committed) and
-# are copied to a working corpus under FUZZ_DIR (default build-fuzz/), so the
-# committed seeds never change. Exits 1 when a target crashes, leaks, hangs
-# or fails an oracle, and prints the input that did it (reproduce with
-# FUZZ_DIR/fuzz-<target> FILE). Exits 0 with a "skip:" line when clang or
-# libFuzzer is missing (Debian: clang, libclang-rt-14-dev), and skips a
-# target whose sources are not in the tree yet.
+# proxy (default: all). Seeds come from tests/fuzz/corpus/<target>/
+# (committed) and are copied to a working corpus under FUZZ_DIR (default
+# build-fuzz/), so the committed seeds never change. Exits 1 when a target
+# crashes, leaks, hangs or fails an oracle, and prints the input that did it
+# (reproduce with FUZZ_DIR/fuzz-<target> FILE). Exits 0 with a "skip:"
+# line when clang or libFuzzer is missing (Debian: clang,
+# libclang-rt-14-dev), and skips a target whose sources are not in the tree
+# yet.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,7 +20,7 @@ root=$(cd "$here/../.." && pwd)
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config cidr sanitize chat)
+[ ${#targets[@]} -gt 0 ] || targets=(config cidr sanitize chat proxy)
 out=${FUZZ_DIR:-$root/build-fuzz}
 cc=${CC_FUZZ:-clang}
 
@@ -32,9 +33,9 @@ esac
 
 for t in "${targets[@]}"; do
 	case $t in
-	config | cidr | sanitize | chat) ;;
+	config | cidr | sanitize | chat | proxy) ;;
 	*)
-		echo "fuzz: unknown target '$t' (config cidr sanitize chat)" >&2
+		echo "fuzz: unknown target '$t' (config cidr sanitize chat proxy)" >&2
 		exit 64
 		;;
 	esac
@@ -67,6 +68,7 @@ sources_of() {
 	cidr) echo "cidr.c base/util.c" ;;
 	sanitize) echo "sanitize.c" ;;
 	chat) echo "chat-proto.c chat-room.c chat-udp.c linebuf.c sanitize.c base/util.c" ;;
+	proxy) echo "proxyproto.c" ;;
 	*) return 1 ;;
 	esac
 }
