@@ -5,7 +5,7 @@
 #   tests/fuzz/run.sh [SECONDS] [TARGET...]
 #
 # SECONDS per target (default 60); TARGETs among config cidr sanitize chat http
-# (default: all). Seeds come from tests/fuzz/corpus/<target>/ (committed) and
+# proxy (default: all). Seeds come from tests/fuzz/corpus/<target>/ (committed) and
 # are copied to a working corpus under FUZZ_DIR (default build-fuzz/), so the
 # committed seeds never change. Exits 1 when a target crashes, leaks, hangs
 # or fails an oracle, and prints the input that did it (reproduce with
@@ -19,7 +19,7 @@ root=$(cd "$here/../.." && pwd)
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config cidr sanitize chat http)
+[ ${#targets[@]} -gt 0 ] || targets=(config cidr sanitize chat http proxy)
 out=${FUZZ_DIR:-$root/build-fuzz}
 cc=${CC_FUZZ:-clang}
 
@@ -32,9 +32,9 @@ esac
 
 for t in "${targets[@]}"; do
 	case $t in
-	config | cidr | sanitize | chat | http) ;;
+	config | cidr | sanitize | chat | http | proxy) ;;
 	*)
-		echo "fuzz: unknown target '$t' (config cidr sanitize chat http)" >&2
+		echo "fuzz: unknown target '$t' (config cidr sanitize chat http proxy)" >&2
 		exit 64
 		;;
 	esac
@@ -68,6 +68,7 @@ sources_of() {
 	sanitize) echo "sanitize.c" ;;
 	chat) echo "chat-proto.c chat-room.c chat-udp.c linebuf.c sanitize.c base/util.c" ;;
 	http) echo "httpreq.c" ;;
+	proxy) echo "proxyproto.c" ;;
 	*) return 1 ;;
 	esac
 }
