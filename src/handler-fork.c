@@ -317,7 +317,6 @@ static int
 fork_model_run(struct listener_rt *lst)
 {
 	struct fmodel m = { .lst = lst };
-	sigset_t mask;
 	int r;
 
 	/* A shared room over TCP (chat): the hub is an event loop over
@@ -325,15 +324,10 @@ fork_model_run(struct listener_rt *lst)
 	if (lst->cfg.protocol == PROTOCOL_TCP && lst->service->shared_room)
 		return handler_loop_run(lst, &handler_fork_hub_ops);
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	install_child_handlers();
-	m.sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	m.sfd = handler_signalfd(true, SFD_NONBLOCK);
 	if (m.sfd < 0)
-		return log_full_errno(LOG_ERR, errno, lst->cfg.name, NULL, "signalfd failed"), 1;
+		return log_full_errno(LOG_ERR, m.sfd, lst->cfg.name, NULL, "signalfd failed"), 1;
+	install_child_handlers();
 	r = loop_new(&m.loop, LOOP_BACKEND_POLL);
 	if (r < 0)
 		goto fail;

@@ -440,11 +440,7 @@ on_tick(struct loop *l, struct loop_timer *t, void *userdata)
 	struct dgram d = worker_dgram(w);
 	uint64_t now = loop_now(l), next;
 
-	next = w->lst->service->tick(w->lst, w->lst->cfg.protocol == PROTOCOL_UDP ? &d : NULL, now);
-	/* At least once a second, so new deadlines are never missed by
-	 * more than that. */
-	if (!next || next > now + HANDLER_TICK_USEC)
-		next = now + HANDLER_TICK_USEC;
+	next = handler_tick(w->lst, w->lst->cfg.protocol == PROTOCOL_UDP ? &d : NULL, now);
 	loop_timer_set(l, t, next, on_tick, w);
 }
 
@@ -463,11 +459,8 @@ worker_stop(struct lworker *w)
 	else {
 		for (size_t i = 0; i < w->n_fds; i++)
 			loop_remove(w->loop, w->fds[i]);
-		if (w->is_main && w->lst->service->on_udp_shutdown) {
-			struct dgram d = worker_dgram(w);
-
-			w->lst->service->on_udp_shutdown(w->lst, &d);
-		}
+		if (w->is_main)
+			udp_shutdown_notice(w->lst);
 	}
 	/* Stop reading; say goodbye (chat); flush what is owed. */
 	for (c = w->lru_head; c; c = next) {
@@ -666,17 +659,11 @@ handler_loop_run(struct listener_rt *lst, const struct conn_hub_ops *hub)
 {
 	unsigned n = lst->cfg.workers;
 	struct lworker *workers;
-	sigset_t mask;
 	int sfd, r = 0, ret = 0;
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	if (hub && hub->reaps_children)
-		sigaddset(&mask, SIGCHLD);
-	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	sfd = handler_signalfd(hub && hub->reaps_children, SFD_NONBLOCK);
 	if (sfd < 0)
-		return log_full_errno(LOG_ERR, errno, lst->cfg.name, NULL, "signalfd failed"), 1;
+		return log_full_errno(LOG_ERR, sfd, lst->cfg.name, NULL, "signalfd failed"), 1;
 
 	/* Worker structs hold a 16 KiB scratch buffer each: heap, not stack. */
 	workers = calloc(n, sizeof(*workers));

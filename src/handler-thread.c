@@ -167,9 +167,7 @@ on_tick(struct loop *l, struct loop_timer *t, void *userdata)
 	struct tmodel *m = userdata;
 	uint64_t now = loop_now(l), next;
 
-	next = m->lst->service->tick(m->lst, NULL, now);
-	if (!next || next > now + HANDLER_TICK_USEC)
-		next = now + HANDLER_TICK_USEC;
+	next = handler_tick(m->lst, NULL, now);
 	loop_timer_set(l, t, next, on_tick, m);
 }
 
@@ -368,15 +366,11 @@ static int
 thread_model_run(struct listener_rt *lst)
 {
 	struct tmodel m = { .lst = lst };
-	sigset_t mask;
 	int sfd, ret;
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	sfd = handler_signalfd(false, 0);
 	if (sfd < 0)
-		return log_full_errno(LOG_ERR, errno, lst->cfg.name, NULL, "signalfd failed"), 1;
+		return log_full_errno(LOG_ERR, sfd, lst->cfg.name, NULL, "signalfd failed"), 1;
 	pthread_mutex_init(&m.lock, NULL);
 	{
 		pthread_condattr_t ca;

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -29,6 +30,36 @@ handler_notify_ready(struct listener_rt *l)
 		return;
 	(void)write_all(l->ready_fd, "R", 1);
 	l->ready_fd = safe_close(l->ready_fd);
+}
+
+int
+handler_signalfd(bool sigchld, int flags)
+{
+	sigset_t mask;
+	int fd;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	if (sigchld)
+		sigaddset(&mask, SIGCHLD);
+	/* The dispatcher blocked them before fork (SIGCHLD it does not):
+	 * blocked, they wait for the signalfd. */
+	(void)sigprocmask(SIG_BLOCK, &mask, NULL);
+	fd = signalfd(-1, &mask, flags | SFD_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+uint64_t
+handler_tick(struct listener_rt *l, struct dgram *d, uint64_t now)
+{
+	uint64_t next = l->service->tick(l, d, now);
+
+	/* At least once a second, so new deadlines are never missed by
+	 * more than that. */
+	if (!next || next > now + HANDLER_TICK_USEC)
+		next = now + HANDLER_TICK_USEC;
+	return next;
 }
 
 void

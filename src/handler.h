@@ -59,6 +59,16 @@ extern const struct conn_hub_ops handler_fork_hub_ops;
  * (handler_loop_ops), handler_fork_hub_ops for the fork model's chat. */
 int handler_loop_run(struct listener_rt *l, const struct conn_hub_ops *hub);
 
+/* The handler's stop signals, SIGTERM and SIGINT (and SIGCHLD for a model
+ * that reaps), blocked and readable from the returned signalfd (flags:
+ * SFD_NONBLOCK or 0; CLOEXEC always), or -errno. */
+int handler_signalfd(bool sigchld, int flags);
+
+/* The service's timed work (service_ops.tick): the next deadline, at most
+ * HANDLER_TICK_USEC away. */
+struct dgram;
+uint64_t handler_tick(struct listener_rt *l, struct dgram *d, uint64_t now);
+
 /* Block every signal in the calling thread (worker threads). */
 void handler_block_signals(void);
 

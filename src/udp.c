@@ -251,17 +251,14 @@ udp_worker_tick(struct udp_worker *w, int fd)
 {
 	const struct service_ops *svc = w->lst->service;
 	struct dgram d = { .lst = w->lst, .local = { .fd = fd } };
-	uint64_t now, next;
+	uint64_t now;
 
 	if (!svc->tick)
 		return;
 	now = now_usec();
 	if (now < w->next_tick)
 		return;
-	next = svc->tick(w->lst, &d, now);
-	if (!next || next > now + HANDLER_TICK_USEC)
-		next = now + HANDLER_TICK_USEC;
-	w->next_tick = next;
+	w->next_tick = handler_tick(w->lst, &d, now);
 }
 
 void
