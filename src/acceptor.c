@@ -171,10 +171,14 @@ static void
 wait_done(struct proxy_wait *w, const struct proxy_info *info)
 {
 	struct acceptor *a = w->a;
+	/* A header naming the balancer's own end of this connection is the
+	 * balancer speaking for itself: HAProxy's checks of a send-proxy
+	 * server send such a v1 line (without check-send-proxy). */
+	bool check = info->local || sockaddr_equal(&info->src, &w->balancer);
 	struct conn_origin o = {
 		.proxied = true,
 		.via = w->balancer,
-		.health_check = info->local,
+		.health_check = check,
 		.peer = info->local ? w->balancer : info->src,
 	};
 	const char *why;
