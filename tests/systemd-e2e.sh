@@ -134,15 +134,17 @@ write_conf "$WORK/main.conf" \
 	"$(listener echo-b tcp 127.0.0.1 17102 thread echo)" \
 	"$(listener echo-u udp 127.0.0.1 17103 select echo)" \
 	"$(listener lobby tcp 127.0.0.1 17104 epoll chat)" \
-	"$(listener lobby-f tcp 127.0.0.1 17106 fork chat)"
+	"$(listener lobby-f tcp 127.0.0.1 17106 fork chat)" \
+	"$(listener lb tcp 127.0.0.1 17107 epoll echo 'proxy_protocol = true; proxy_from = [ "127.0.0.0/8" ]; ')"
 # Reload: echo-a changed, echo-b removed, echo-c added, the rest unchanged.
 write_conf "$WORK/reload.conf" \
 	"$(listener echo-a tcp 127.0.0.1 17101 poll echo 'max_clients = 8; ')" \
 	"$(listener echo-u udp 127.0.0.1 17103 select echo)" \
 	"$(listener lobby tcp 127.0.0.1 17104 epoll chat)" \
 	"$(listener lobby-f tcp 127.0.0.1 17106 fork chat)" \
-	"$(listener echo-c tcp 127.0.0.1 17105 fork echo)"
-N_MAIN=$((5 + ${#ACT[@]})) N_RELOAD=$((5 + ${#ACT[@]}))
+	"$(listener echo-c tcp 127.0.0.1 17105 fork echo)" \
+	"$(listener lb tcp 127.0.0.1 17107 epoll echo 'proxy_protocol = true; proxy_from = [ "127.0.0.0/8" ]; ')"
+N_MAIN=$((6 + ${#ACT[@]})) N_RELOAD=$((6 + ${#ACT[@]}))
 BAD_LINE=4
 { sed -n '1,3p' "$WORK/reload.conf"; echo '	@@@ not libconfig'; sed -n '4,$p' "$WORK/reload.conf"; } > "$WORK/bad.conf"
 for f in main reload; do
@@ -165,6 +167,17 @@ try:
     if mode == "tcp":
         s = socket.create_connection((host, port), timeout=10)
         s.sendall(arg.encode())
+        got = b""
+        while len(got) < len(arg):
+            b = s.recv(4096)
+            if not b:
+                break
+            got += b
+        ok = got == arg.encode()
+    elif mode == "proxy":
+        # A PROXY v1 header naming 192.0.2.7:4711, then an echo.
+        s = socket.create_connection((host, port), timeout=10)
+        s.sendall(b"PROXY TCP4 192.0.2.7 127.0.0.1 4711 %d\r\n" % port + arg.encode())
         got = b""
         while len(got) < len(arg):
             b = s.recv(4096)
@@ -284,7 +297,7 @@ act_probes() {
 	for a in "${ACT[@]}"; do read -r proto host port <<<"$a"; echo "$proto $port act $host"; done
 }
 mapfile -t ACT_PROBES < <(act_probes)
-probe_all "echo after start" "tcp 17101" "tcp 17102" "udp 17103" "chat 17104 lobby" "chat 17106 lobby-f" "${ACT_PROBES[@]}"
+probe_all "echo after start" "tcp 17101" "tcp 17102" "udp 17103" "chat 17104 lobby" "chat 17106 lobby-f" "proxy 17107" "${ACT_PROBES[@]}"
 
 # ---- journal ----
 journal_fields() { # prints: closed good_closed opened good_opened plain
@@ -330,6 +343,19 @@ n=$(journal_after "$C0" -o cat LISTENER=echo-a | grep -c 'connection' || true)
 w=$(journal_after "$C0" -o cat -p warning LISTENER=echo-a | grep -c 'connection' || true)
 if [ "$n" -ge 2 ] && [ "$w" = 0 ]; then pass "journal: LISTENER=echo-a selects its $n connection entries, none at -p warning"
 else fail "journal: LISTENER=echo-a filter" "$n entries, $w at warning"; fi
+# Behind a balancer (SPEC 10): PEER= is the header's client, PROXY= the balancer.
+# (Counted per field over LISTENER=lb: journalctl's FIELD=VALUE match on
+# PEER= missed the open entry in 252.)
+proxied() {
+	journal_after "$C0" -o verbose LISTENER=lb |
+		awk '/^    PEER=192\.0\.2\.7:4711$/ { p++ } /^    PROXY=127\.0\.0\.1:[0-9]+$/ { x++ }
+		     END { print (p < x ? p : x) + 0 }'
+}
+proxied_both() { [ "$(proxied)" -ge 2 ]; }
+wait_for 5 proxied_both || true
+px=$(proxied)
+if [ "$px" -ge 2 ]; then pass "journal: proxied connection entries with PEER=192.0.2.7:4711 and PROXY=127.0.0.1:port ($px)"
+else fail "journal: PEER= and PROXY= of a proxied connection" "$px entries"; fi
 
 # ---- reload with a good file ----
 install -m 0644 "$WORK/reload.conf" "$ROOT$CONF_DEST"
