@@ -40,6 +40,7 @@ struct fixture {
 	struct sockaddr_in addr;
 	int conns[MAX_CONNS];
 	union sockaddr_any peers[MAX_CONNS];
+	struct conn_origin origins[MAX_CONNS];
 	int n_conns;
 	const char *refuse_with; /* on_conn() cannot serve: this reason */
 };
@@ -56,6 +57,7 @@ on_conn(struct acceptor *a, int *fd, const struct conn_origin *o)
 		return f->refuse_with;
 	f->conns[f->n_conns] = *fd;
 	f->peers[f->n_conns] = o->peer;
+	f->origins[f->n_conns] = *o;
 	f->n_conns++;
 	return NULL;
 }
@@ -304,6 +306,126 @@ START_TEST(acceptor_refuses_what_the_model_cannot_serve)
 }
 END_TEST
 
+/* ---- proxy_protocol: the acceptor waits for the header ---- */
+
+static struct cidr proxy_from;
+
+static void
+start_proxied(int backend)
+{
+	ck_assert_int_eq(cidr_parse("127.0.0.0/8", &proxy_from), 0);
+	fx.lst.cfg.proxy_protocol = true;
+	fx.lst.cfg.proxy_from = &proxy_from;
+	fx.lst.cfg.n_proxy_from = 1;
+	start(backend);
+}
+
+static void
+send_all(int fd, const char *p, size_t n)
+{
+	ck_assert_int_eq(write(fd, p, n), (ssize_t)n);
+}
+
+/* The header is taken, the bytes after it stay in the socket for the
+ * session, and the model gets the client as its peer. */
+START_TEST(acceptor_proxy_header_then_data)
+{
+	static const char h[] = "PROXY TCP4 192.0.2.7 127.0.0.1 4711 7\r\nafter";
+	char buf[16], who[SOCKADDR_STR_MAX];
+	ssize_t n;
+	int c;
+
+	start_proxied(_i);
+	c = connect_client();
+	send_all(c, h, sizeof(h) - 1);
+	run_until(1, 0);
+	ck_assert(fx.origins[0].proxied);
+	ck_assert(!fx.origins[0].health_check);
+	ck_assert_str_eq(sockaddr_to_string(&fx.peers[0], who, sizeof(who)), "192.0.2.7:4711");
+	ck_assert_int_eq(fx.origins[0].via.sa.sa_family, AF_INET);
+	n = recv(fx.conns[0], buf, sizeof(buf), MSG_DONTWAIT);
+	ck_assert_int_eq(n, 5);
+	ck_assert(memcmp(buf, "after", 5) == 0);
+	ck_assert_uint_eq(fx.lst.clients, 1);
+	close(c);
+}
+END_TEST
+
+/* A header in parts: nothing is handed over until it is whole, and the
+ * loop is not kept busy by the part already there. */
+START_TEST(acceptor_proxy_header_in_parts)
+{
+	static const char h[] = "PROXY TCP4 192.0.2.7 127.0.0.1 4711 7\r\n";
+	uint64_t t0;
+	int c;
+
+	start_proxied(_i);
+	c = connect_client();
+	send_all(c, h, 9);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(loop_run_once(fx.loop, 20), 0);
+	ck_assert_int_eq(fx.n_conns, 0);
+	/* The 9 bytes were consumed: the socket is not readable, the wait
+	 * lasts its timeout. */
+	t0 = mono_usec();
+	ck_assert_int_eq(loop_run_once(fx.loop, 40), 0);
+	ck_assert_msg(mono_usec() - t0 >= 35000, "the loop spins on a partial header");
+	send_all(c, h + 9, 20);
+	send_all(c, h + 29, sizeof(h) - 1 - 29);
+	run_until(1, 0);
+	ck_assert_uint_eq(fx.lst.clients, 1);
+	close(c);
+}
+END_TEST
+
+/* Not a header: closed without data, refused, and max_clients given back;
+ * a v2 LOCAL header is a health check, from the balancer. */
+START_TEST(acceptor_proxy_bad_header_and_health_check)
+{
+	static const char local[] = "\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
+	int c, d;
+
+	start_proxied(_i);
+	c = connect_client();
+	send_all(c, "GET / HTTP/1.0\r\n", 16);
+	run_until(0, 1);
+	{
+		/* Closed with our bytes unread: a reset, or EOF; no data. */
+		char buf[8];
+		ssize_t n = read(c, buf, sizeof(buf));
+
+		ck_assert_msg(n == 0 || (n < 0 && errno == ECONNRESET), "read: %zd", n);
+	}
+	ck_assert_uint_eq(fx.lst.clients, 0);
+	d = connect_client();
+	send_all(d, local, sizeof(local) - 1);
+	run_until(1, 1);
+	ck_assert(fx.origins[0].health_check);
+	ck_assert(sockaddr_equal(&fx.peers[0], &fx.origins[0].via));
+	close(c);
+	close(d);
+}
+END_TEST
+
+/* acceptor_stop() closes the connections still waiting and gives their
+ * max_clients counts back. */
+START_TEST(acceptor_proxy_stop_closes_waiting)
+{
+	int c;
+
+	start_proxied(_i);
+	c = connect_client();
+	send_all(c, "PROXY", 5);
+	for (int i = 0; i < 3 && fx.lst.clients == 0; i++)
+		ck_assert_int_eq(loop_run_once(fx.loop, 100), 0);
+	ck_assert_uint_eq(fx.lst.clients, 1);
+	acceptor_stop(&fx.a);
+	ck_assert_uint_eq(fx.lst.clients, 0);
+	assert_closed_after(c, "");
+	close(c);
+}
+END_TEST
+
 static void
 add_case(Suite *s, const char *name, const TTest *test)
 {
@@ -326,6 +448,10 @@ acceptor_suite(void)
 	add_case(s, "deny", acceptor_refuses_denied_peer);
 	add_case(s, "emfile", acceptor_pauses_when_out_of_fds);
 	add_case(s, "stop", acceptor_stop_stops_accepting);
+	add_case(s, "proxy_data", acceptor_proxy_header_then_data);
+	add_case(s, "proxy_parts", acceptor_proxy_header_in_parts);
+	add_case(s, "proxy_bad", acceptor_proxy_bad_header_and_health_check);
+	add_case(s, "proxy_stop", acceptor_proxy_stop_closes_waiting);
 	return s;
 }
 
