@@ -278,7 +278,10 @@ START_TEST(cli_check_lists_listeners_and_does_not_bind)
 		"  { name = \"udp.two\"; protocol = \"udp\"; address = \"127.0.0.1\"; port = %u;\n"
 		"    model = \"epoll\"; service = \"echo\"; workers = 2; },\n"
 		"  { name = \"off_3\"; protocol = \"tcp\"; port = 7003; model = \"thread\";\n"
-		"    service = \"chat\"; enabled = false; }\n"
+		"    service = \"chat\"; enabled = false; },\n"
+		"  { name = \"behind-lb\"; protocol = \"tcp\"; port = 7004; model = \"epoll\";\n"
+		"    service = \"echo\"; proxy_protocol = true;\n"
+		"    proxy_from = [ \"10.0.0.5/32\", \"10.0.0.6/32\" ]; }\n"
 		");\n";
 	char text[1024];
 	_cleanup_(closep) int busy_tcp = -1, busy_udp = -1;
@@ -313,6 +316,10 @@ START_TEST(cli_check_lists_listeners_and_does_not_bind)
 		      "no row for udp.two:\n%s", r.out);
 	ck_assert_msg(table_has_row(r.out, "off_3", "tcp", 7003, "thread", "chat"),
 		      "no row for the disabled listener off_3:\n%s", r.out);
+	/* A listener behind a balancer says so, and from how many. */
+	ck_assert_msg(table_has_row(r.out, "behind-lb", "tcp", 7004, "epoll", "echo") &&
+			      strstr(r.out, "proxy_protocol proxy_from=2"),
+		      "no row saying behind-lb expects a PROXY header:\n%s", r.out);
 	run_free(&r);
 }
 END_TEST
@@ -371,6 +378,11 @@ static const struct bad_case bad_cases[] = {
 	{ .what = "same protocol, address and port twice",
 	  .more = "{ name = \"two\"; protocol = \"tcp\"; address = \"127.0.0.1\"; port = 7007; model = \"poll\"; service = \"echo\"; }",
 	  .line = 11, .keyword = "7007" },
+	{ .what = "proxy_protocol on udp", .protocol = "\"udp\"",
+	  .extra = "proxy_protocol = true; proxy_from = [ \"10.0.0.5/32\" ];", .line = 10,
+	  .keyword = "proxy_protocol", .keyword2 = "tcp" },
+	{ .what = "proxy_protocol without proxy_from", .extra = "proxy_protocol = true;", .line = 10,
+	  .keyword = "proxy_protocol", .keyword2 = "proxy_from" },
 	{ .what = "syntax error", .extra = "port2 = ;", .line = 10 },
 };
 
