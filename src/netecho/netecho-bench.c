@@ -396,6 +396,12 @@ want_out(struct conn *c, bool on, uint64_t now)
  * went out) or -1 with errno. The header is built again after a short
  * write rather than kept: it is the same bytes, and per-connection memory
  * stays small. */
+static bool
+header_pending(const struct bench *b, const struct conn *c)
+{
+	return b->proxy != NETECHO_PROXY_NONE && (c->hdr_len == 0 || c->hdr_sent < c->hdr_len);
+}
+
 static ssize_t
 send_with_header(struct conn *c, const uint8_t *payload, size_t n)
 {
@@ -439,12 +445,14 @@ tcp_fill(struct conn *c, uint64_t now)
 	if (now >= c->w->end)
 		target = MIN(target, (c->sent + size - 1) / size * size);
 
-	while (c->sent < target) {
+	/* The header goes out even when no message will: a connection
+	 * opened just before the end is still a proxied connection. */
+	while (c->sent < target || header_pending(b, c)) {
 		uint32_t off = (uint32_t)((c->base + c->sent) % PAT_LEN);
-		size_t n = (size_t)MIN(target - c->sent, (uint64_t)CHUNK);
+		size_t n = c->sent < target ? (size_t)MIN(target - c->sent, (uint64_t)CHUNK) : 0;
 		ssize_t k;
 
-		if (b->proxy != NETECHO_PROXY_NONE && (c->hdr_len == 0 || c->hdr_sent < c->hdr_len))
+		if (header_pending(b, c))
 			k = send_with_header(c, b->pat + off, n);
 		else
 			k = send(c->fd, b->pat + off, n, MSG_NOSIGNAL | MSG_DONTWAIT);
