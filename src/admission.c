@@ -22,12 +22,17 @@ admission_acl_ok(const struct listener_rt *l, const union sockaddr_any *peer)
 const char *
 admission_admit(struct listener_rt *l, const union sockaddr_any *peer)
 {
-	if (!admission_acl_ok(l, peer))
+	if (l->cfg.proxy_protocol) {
+		if (!cidr_list_match(l->cfg.proxy_from, l->cfg.n_proxy_from, peer))
+			return "not a trusted proxy (not in proxy_from)";
+	} else if (!admission_acl_ok(l, peer))
 		return "not allowed";
 	if (atomic_fetch_add(&l->clients, 1) >= l->cfg.max_clients) {
 		atomic_fetch_sub(&l->clients, 1);
 		return "server full";
 	}
+	if (l->cfg.proxy_protocol)
+		return NULL;
 	if (l->per_source && !srccount_acquire(l->per_source, peer, l->cfg.per_source)) {
 		atomic_fetch_sub(&l->clients, 1);
 		return "too many connections from this source";
@@ -35,12 +40,32 @@ admission_admit(struct listener_rt *l, const union sockaddr_any *peer)
 	return NULL;
 }
 
+const char *
+admission_admit_source(struct listener_rt *l, const union sockaddr_any *src, bool health_check)
+{
+	const char *why = NULL;
+
+	if (!health_check && !admission_acl_ok(l, src))
+		why = "not allowed";
+	else if (l->per_source && !srccount_acquire(l->per_source, src, l->cfg.per_source))
+		why = "too many connections from this source";
+	if (why)
+		admission_release_accepted(l);
+	return why;
+}
+
+void
+admission_release_accepted(struct listener_rt *l)
+{
+	atomic_fetch_sub(&l->clients, 1);
+}
+
 void
 admission_release(struct listener_rt *l, const union sockaddr_any *peer)
 {
 	if (l->per_source)
 		srccount_release(l->per_source, peer);
-	atomic_fetch_sub(&l->clients, 1);
+	admission_release_accepted(l);
 }
 
 /* One limiter per process is enough: refusals are rare and this only
@@ -50,10 +75,10 @@ static pthread_mutex_t refuse_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void
 admission_refuse(struct listener_rt *l, int fd, const union sockaddr_any *peer,
-		 const char *reason)
+		 const union sockaddr_any *via, const char *reason)
 {
-	const char *full = l->service->full_text;
-	char p[SOCKADDR_STR_MAX];
+	const char *full = l->cfg.proxy_protocol ? NULL : l->service->full_text;
+	char p[SOCKADDR_STR_MAX], v[SOCKADDR_STR_MAX];
 	unsigned suppressed = 0;
 	bool ok;
 
@@ -70,6 +95,7 @@ admission_refuse(struct listener_rt *l, int fd, const union sockaddr_any *peer,
 	if (suppressed)
 		log_listener(LOG_WARNING, l->cfg.name, NULL,
 			     "%u more refused connections were not logged", suppressed);
-	log_listener(LOG_WARNING, l->cfg.name, sockaddr_to_string(peer, p, sizeof(p)),
-		     "connection refused: %s", reason);
+	log_conn(LOG_WARNING, l->cfg.name, sockaddr_to_string(peer, p, sizeof(p)),
+		 via ? sockaddr_to_string(via, v, sizeof(v)) : NULL, NULL, "connection refused: %s",
+		 reason);
 }

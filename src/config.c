@@ -186,6 +186,8 @@ enum key {
 	KEY_RATE_LIMIT,
 	KEY_MAX_LINE,
 	KEY_PREFIX,
+	KEY_PROXY_PROTOCOL,
+	KEY_PROXY_FROM,
 	_KEY_MAX,
 };
 
@@ -238,6 +240,10 @@ static const struct key_info keys[_KEY_MAX] = {
 	[KEY_MAX_LINE] = { .name = "max_line", .kind = KIND_INT, .min = 64, .max = 65536,
 			   .def = DEFAULT_MAX_LINE, .in_defaults = true },
 	[KEY_PREFIX] = { .name = "prefix", .kind = KIND_PREFIX, .in_defaults = true },
+	/* Per listener only: which listeners sit behind a balancer is a
+	 * property of each, and a default would reach udp ones too. */
+	[KEY_PROXY_PROTOCOL] = { .name = "proxy_protocol", .kind = KIND_BOOL, .def = false },
+	[KEY_PROXY_FROM] = { .name = "proxy_from", .kind = KIND_CIDRS },
 };
 
 enum top_key {
@@ -695,6 +701,11 @@ parse_value(struct parser *p, enum key k, const config_setting_t *s, struct keys
 				"allow: an empty list would refuse every client; remove allow to serve everyone");
 			return false;
 		}
+		if (k == KEY_PROXY_FROM && ks->n_cidrs[k] == 0) {
+			error_s(p, s,
+				"proxy_from: an empty list would refuse every connection; list the balancers that send the PROXY header");
+			return false;
+		}
 		return true;
 	}
 	return false;
@@ -871,6 +882,11 @@ build_listener(const struct keyset *ks, const struct keyset *d, const config_set
 		if (!l->prefix)
 			return false;
 	}
+
+	l->proxy_protocol = value_num(ks, d, KEY_PROXY_PROTOCOL) != 0;
+	if (!copy_cidrs(value_source(ks, d, KEY_PROXY_FROM), KEY_PROXY_FROM, &l->proxy_from,
+			&l->n_proxy_from))
+		return false;
 	return true;
 }
 
@@ -917,6 +933,19 @@ check_listener(struct parser *p, const struct keyset *ks, const struct keyset *d
 	if (is(ks, KEY_SERVICE, SERVICE_CHARGEN) && is(ks, KEY_PROTOCOL, PROTOCOL_UDP))
 		error_s(p, ks->where[KEY_SERVICE],
 			"service chargen is tcp only: udp chargen is a traffic amplifier; use protocol \"tcp\"");
+
+	/* SPEC 10: the header is a stream's first bytes; a datagram has
+	 * none, and a header from anyone would let anyone pick their address. */
+	if (is(ks, KEY_PROXY_PROTOCOL, true) && is(ks, KEY_PROTOCOL, PROTOCOL_UDP))
+		error_s(p, ks->where[KEY_PROXY_PROTOCOL],
+			"proxy_protocol applies only to tcp listeners: a udp datagram carries no PROXY header");
+	else if (is(ks, KEY_PROXY_PROTOCOL, true) && !ks->where[KEY_PROXY_FROM])
+		error_s(p, ks->where[KEY_PROXY_PROTOCOL],
+			"proxy_protocol = true needs proxy_from, the balancers allowed to send the header: without it any client could claim any address");
+	else if (ks->where[KEY_PROXY_FROM] && !is(ks, KEY_PROXY_PROTOCOL, true) &&
+		 (!ks->where[KEY_PROXY_PROTOCOL] || ks->ok[KEY_PROXY_PROTOCOL]))
+		error_s(p, ks->where[KEY_PROXY_FROM],
+			"proxy_from applies only with proxy_protocol = true");
 
 	if (ks->ok[KEY_WORKERS] && ks->num[KEY_WORKERS] > 1 && ks->ok[KEY_PROTOCOL] &&
 	    ks->ok[KEY_MODEL] && !workers_allowed(ks->num[KEY_PROTOCOL], ks->num[KEY_MODEL]))
@@ -1350,7 +1379,8 @@ listener_config_equal(const struct listener_config *a, const struct listener_con
 	       a->max_line == b->max_line && a->has_allow == b->has_allow &&
 	       cidrs_equal(a->allow, a->n_allow, b->allow, b->n_allow) &&
 	       cidrs_equal(a->deny, a->n_deny, b->deny, b->n_deny) &&
-	       streq_null(a->prefix, b->prefix);
+	       streq_null(a->prefix, b->prefix) && a->proxy_protocol == b->proxy_protocol &&
+	       cidrs_equal(a->proxy_from, a->n_proxy_from, b->proxy_from, b->n_proxy_from);
 }
 
 const struct listener_config *
@@ -1373,6 +1403,7 @@ listener_config_copy(struct listener_config *dst, const struct listener_config *
 	l.prefix = NULL;
 	l.allow = NULL;
 	l.deny = NULL;
+	l.proxy_from = NULL;
 	if (src->address && !(l.address = strdup(src->address)))
 		goto oom;
 	if (src->prefix && !(l.prefix = strdup(src->prefix)))
@@ -1380,6 +1411,9 @@ listener_config_copy(struct listener_config *dst, const struct listener_config *
 	if (src->n_allow > 0 && !(l.allow = memdup(src->allow, src->n_allow * sizeof(struct cidr))))
 		goto oom;
 	if (src->n_deny > 0 && !(l.deny = memdup(src->deny, src->n_deny * sizeof(struct cidr))))
+		goto oom;
+	if (src->n_proxy_from > 0 &&
+	    !(l.proxy_from = memdup(src->proxy_from, src->n_proxy_from * sizeof(struct cidr))))
 		goto oom;
 	*dst = l;
 	return 0;
@@ -1404,4 +1438,7 @@ listener_config_done(struct listener_config *l)
 	free(l->deny);
 	l->deny = NULL;
 	l->n_deny = 0;
+	free(l->proxy_from);
+	l->proxy_from = NULL;
+	l->n_proxy_from = 0;
 }

@@ -67,6 +67,11 @@ struct listener_config {
 	struct cidr *deny;
 	size_t n_deny;
 	char *prefix; /* NULL when not set */
+	/* SPEC 10: every connection starts with a PROXY protocol header from
+	 * one of proxy_from (tcp only; then proxy_from is not empty). */
+	bool proxy_protocol;
+	struct cidr *proxy_from;
+	size_t n_proxy_from;
 	int line;     /* where the listener starts in the file, for messages */
 };
 

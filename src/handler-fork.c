@@ -139,7 +139,7 @@ untrack_all(struct fmodel *m)
 }
 
 static const char *
-on_conn(struct acceptor *a, int *fd, const union sockaddr_any *peer)
+on_conn(struct acceptor *a, int *fd, const struct conn_origin *o)
 {
 	int cfd = *fd;
 	struct fmodel *m = a->userdata;
@@ -152,7 +152,7 @@ on_conn(struct acceptor *a, int *fd, const union sockaddr_any *peer)
 	if (pid == 0) {
 		struct session s;
 
-		session_init(&s, cfd, lst, NULL, peer, loop_now(a->loop));
+		session_init(&s, cfd, lst, NULL, o, loop_now(a->loop));
 		/* The listener counts it and holds its admission, from fork
 		 * to reap: a child that outlives a crashed listener must not
 		 * decrement the count the dispatcher reset for the new one. */
@@ -163,11 +163,11 @@ on_conn(struct acceptor *a, int *fd, const union sockaddr_any *peer)
 		_exit(0);
 	}
 	safe_close(cfd);
-	if (track(m, pid, peer) < 0) {
+	if (track(m, pid, &o->peer) < 0) {
 		/* Cannot account for it: better to end it than to lose
 		 * count of max_clients. */
 		kill(pid, SIGKILL);
-		admission_release(lst, peer);
+		admission_release(lst, &o->peer);
 		return NULL;
 	}
 	STATS_ADD(lst, conns_total, 1);

@@ -360,7 +360,7 @@ static const struct session_driver loop_driver = {
 };
 
 static const char *
-on_conn(struct acceptor *a, int *cfd, const union sockaddr_any *peer)
+on_conn(struct acceptor *a, int *cfd, const struct conn_origin *o)
 {
 	struct lworker *w = a->userdata;
 	struct listener_rt *lst = w->lst;
@@ -383,7 +383,7 @@ on_conn(struct acceptor *a, int *cfd, const union sockaddr_any *peer)
 		w->n_children++;
 	} else
 		handler_tune_stream(fd);
-	session_init(&c->s, fd, lst, &loop_driver, peer, loop_now(a->loop));
+	session_init(&c->s, fd, lst, &loop_driver, o, loop_now(a->loop));
 	c->s.delivered = delivered;
 	if (w->shared) {
 		pthread_mutex_init(&c->lock, NULL);

@@ -113,7 +113,7 @@ conn_thread(void *arg)
 }
 
 static const char *
-on_conn(struct acceptor *a, int *fd, const union sockaddr_any *peer)
+on_conn(struct acceptor *a, int *fd, const struct conn_origin *o)
 {
 	int cfd = *fd;
 	struct tmodel *m = a->userdata;
@@ -127,7 +127,7 @@ on_conn(struct acceptor *a, int *fd, const union sockaddr_any *peer)
 		return "out of memory";
 	c->m = m;
 	c->efd = -1;
-	session_init(&c->s, cfd, lst, &own_driver, peer, loop_now(a->loop));
+	session_init(&c->s, cfd, lst, &own_driver, o, loop_now(a->loop));
 	if (lst->service->shared_room) {
 		c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (c->efd < 0) {

@@ -54,19 +54,21 @@ log_to_journal(void)
 }
 
 static int
-journal_send(int level, const char *listener, const char *peer, const char *const *extra,
-	     const char *file, int line, const char *func, const char *msg, int error)
+journal_send(int level, const char *listener, const char *peer, const char *proxy,
+	     const char *const *extra, const char *file, int line, const char *func,
+	     const char *msg, int error)
 {
 	char prio[16], codefile[256], codeline[32], codefunc[128], id[64], lst[64],
-		pr[SOCKADDR_STR_MAX + 8], msgf[2048], err[32];
+		pr[SOCKADDR_STR_MAX + 8], px[SOCKADDR_STR_MAX + 8], msgf[2048], err[32];
 	struct iovec iov[32];
 	size_t n = 0;
 
 #define IOV_STR(s) iov[n++] = (struct iovec){ .iov_base = (void *)(s), .iov_len = strlen(s) }
 	/* The listener and peer lead the text too, so the short journal
 	 * output reads like the stderr lines. */
-	snprintf(msgf, sizeof(msgf), "MESSAGE=%s%s%s%s%s", listener ? listener : "",
-		 listener ? ": " : "", peer ? peer : "", peer ? " " : "", msg);
+	snprintf(msgf, sizeof(msgf), "MESSAGE=%s%s%s%s%s%s%s%s", listener ? listener : "",
+		 listener ? ": " : "", peer ? peer : "", peer ? " " : "", proxy ? "PROXY=" : "",
+		 proxy ? proxy : "", proxy ? " " : "", msg);
 	IOV_STR(msgf);
 	snprintf(prio, sizeof(prio), "PRIORITY=%d", level);
 	IOV_STR(prio);
@@ -85,6 +87,10 @@ journal_send(int level, const char *listener, const char *peer, const char *cons
 	if (peer) {
 		snprintf(pr, sizeof(pr), "PEER=%s", peer);
 		IOV_STR(pr);
+	}
+	if (proxy) {
+		snprintf(px, sizeof(px), "PROXY=%s", proxy);
+		IOV_STR(px);
 	}
 	if (error) {
 		snprintf(err, sizeof(err), "ERRNO=%d", abs(error));
@@ -106,8 +112,8 @@ level_name(int level)
 
 int
 log_internal(int level, int error, const char *listener, const char *peer,
-	     const char *const *extra, const char *file, int line, const char *func,
-	     const char *fmt, ...)
+	     const char *proxy, const char *const *extra, const char *file, int line,
+	     const char *func, const char *fmt, ...)
 {
 	char msg[1536], ts[40], line_buf[2048];
 	int saved_errno = errno;
@@ -122,8 +128,8 @@ log_internal(int level, int error, const char *listener, const char *peer,
 		snprintf(msg + len, sizeof(msg) - len, ": %s", strerror(abs(error)));
 	}
 
-	if (journal && journal_send(level, listener, peer, extra, file, line, func, msg,
-				    error) >= 0)
+	if (journal && journal_send(level, listener, peer, proxy, extra, file, line, func,
+				    msg, error) >= 0)
 		goto out;
 
 	{
@@ -134,10 +140,10 @@ log_internal(int level, int error, const char *listener, const char *peer,
 
 		gmtime_r(&sec, &tm);
 		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-		n = snprintf(line_buf, sizeof(line_buf), "%s.%03uZ %s %s: %s%s%s\n", ts,
+		n = snprintf(line_buf, sizeof(line_buf), "%s.%03uZ %s %s: %s%s%s%s%s%s\n", ts,
 			     (unsigned)(now % USEC_PER_SEC / 1000), level_name(level),
 			     listener ? listener : ident, peer ? peer : "", peer ? " " : "",
-			     msg);
+			     proxy ? "PROXY=" : "", proxy ? proxy : "", proxy ? " " : "", msg);
 		if (n > 0) {
 			/* One write per line so lines from concurrent handlers
 			 * never interleave. */

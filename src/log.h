@@ -17,17 +17,20 @@ void log_set_max_level(int level);
 int log_get_max_level(void);
 bool log_to_journal(void);
 
-/* extra: NULL or a NULL-terminated list of "KEY=value" journal fields. */
+/* extra: NULL or a NULL-terminated list of "KEY=value" journal fields.
+ * proxy: the balancer a connection came through (SPEC 10), or NULL; it
+ * follows the peer in the text as "PROXY=addr:port" and is the PROXY=
+ * journal field. */
 int log_internal(int level, int error, const char *listener, const char *peer,
-		 const char *const *extra, const char *file, int line, const char *func,
-		 const char *fmt, ...) _printf_(9, 10);
+		 const char *proxy, const char *const *extra, const char *file, int line,
+		 const char *func, const char *fmt, ...) _printf_(10, 11);
 
 #define log_full_errno(level, error, listener, peer, ...)                              \
 	__extension__({                                                                             \
 		int _l_ = (level);                                                     \
 		int _e_ = (error);                                                     \
 		(_l_ <= log_get_max_level())                                           \
-			? log_internal(_l_, _e_, listener, peer, NULL, __FILE__, __LINE__, \
+			? log_internal(_l_, _e_, listener, peer, NULL, NULL, __FILE__, __LINE__, \
 				       __func__, __VA_ARGS__)                          \
 			: -abs(_e_);                                                   \
 	})
@@ -50,7 +53,17 @@ int log_internal(int level, int error, const char *listener, const char *peer,
 	__extension__({                                                                               \
 		int _l_ = (level);                                                       \
 		(_l_ <= log_get_max_level())                                             \
-			? log_internal(_l_, 0, listener, peer, extra, __FILE__, __LINE__, \
+			? log_internal(_l_, 0, listener, peer, NULL, extra, __FILE__, __LINE__, \
+				       __func__, __VA_ARGS__)                            \
+			: 0;                                                             \
+	})
+
+/* About one connection, which may have come through a balancer. */
+#define log_conn(level, listener, peer, proxy, extra, ...)                               \
+	__extension__({                                                                  \
+		int _l_ = (level);                                                       \
+		(_l_ <= log_get_max_level())                                             \
+			? log_internal(_l_, 0, listener, peer, proxy, extra, __FILE__, __LINE__, \
 				       __func__, __VA_ARGS__)                            \
 			: 0;                                                             \
 	})

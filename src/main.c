@@ -50,6 +50,8 @@ print_table(const struct config *c)
 			OPT("deny=%zu ", l->n_deny);
 		if (l->prefix)
 			OPT("prefix=\"%s\" ", l->prefix);
+		if (l->proxy_protocol)
+			OPT("proxy_protocol proxy_from=%zu ", l->n_proxy_from);
 #undef OPT
 		if (o > 0 && o < sizeof(opts))
 			opts[o - 1] = '\0';

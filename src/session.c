@@ -11,13 +11,16 @@
 
 void
 session_init(struct session *s, int fd, struct listener_rt *lst,
-	     const struct session_driver *driver, const union sockaddr_any *peer, uint64_t now)
+	     const struct session_driver *driver, const struct conn_origin *origin, uint64_t now)
 {
 	*s = (struct session){
 		.fd = fd,
 		.lst = lst,
 		.driver = driver,
-		.peer = *peer,
+		.peer = origin->peer,
+		.proxied = origin->proxied,
+		.health_check = origin->health_check,
+		.via = origin->via,
 		.start_usec = now,
 	};
 	s->last_active = s->start_usec;
@@ -37,6 +40,24 @@ session_host_str(struct session *s)
 	if (!s->host_str[0])
 		sockaddr_host_to_string(&s->peer, s->host_str, sizeof(s->host_str));
 	return s->host_str;
+}
+
+const char *
+session_via_str(struct session *s)
+{
+	if (!s->proxied)
+		return NULL;
+	if (!s->via_str[0])
+		sockaddr_to_string(&s->via, s->via_str, sizeof(s->via_str));
+	return s->via_str;
+}
+
+/* Health checks through a balancer come every few seconds: not worth an
+ * info line each. */
+static int
+conn_log_level(const struct session *s)
+{
+	return s->health_check ? LOG_DEBUG : LOG_INFO;
 }
 
 static inline void
@@ -418,8 +439,10 @@ session_log_open(struct session *s)
 		STATS_ADD(s->lst, conns_total, 1);
 		STATS_ADD(s->lst, conns_now, 1);
 	}
-	if (log_get_max_level() >= LOG_INFO)
-		log_listener(LOG_INFO, s->lst->cfg.name, session_peer_str(s), "connection opened");
+	if (log_get_max_level() >= conn_log_level(s))
+		log_conn(conn_log_level(s), s->lst->cfg.name, session_peer_str(s),
+			 session_via_str(s), NULL, "connection opened%s",
+			 s->health_check ? " (health check)" : "");
 }
 
 void
@@ -433,7 +456,7 @@ session_log_close(struct session *s)
 		s->close_reason = "server stopping";
 	if (!s->counted_elsewhere)
 		STATS_SUB(s->lst, conns_now, 1);
-	if (log_get_max_level() < LOG_INFO)
+	if (log_get_max_level() < conn_log_level(s))
 		return;
 	d = now_usec() - s->start_usec;
 	snprintf(reason, sizeof(reason), "REASON=%s", s->close_reason ? s->close_reason : "eof");
@@ -445,7 +468,8 @@ session_log_close(struct session *s)
 	fields[2] = bout;
 	fields[3] = dur;
 	fields[4] = NULL;
-	log_fields(LOG_INFO, s->lst->cfg.name, session_peer_str(s), fields,
+	log_conn(conn_log_level(s), s->lst->cfg.name, session_peer_str(s), session_via_str(s),
+		 fields,
 		   "connection closed (%s), %" PRIu64 " bytes in, %" PRIu64
 		   " bytes out, %" PRIu64 ".%03" PRIu64 " s",
 		   s->close_reason ? s->close_reason : "eof", s->bytes_in, s->bytes_out,

@@ -43,6 +43,19 @@ enum session_stop {
 	SESSION_STOP_NOW,   /* shutdown_timeout ran out: close, drop output */
 };
 
+/* Where an accepted connection comes from. Behind a balancer (SPEC 10)
+ * the PROXY header's source is the peer everywhere: admission, logs,
+ * chat's HOST; the balancer is only logged, as PROXY=. */
+struct conn_origin {
+	union sockaddr_any peer; /* the client */
+	union sockaddr_any via;  /* the balancer, when proxied */
+	bool proxied;
+	/* Proxied, and the header named no client (v1 UNKNOWN, v2 LOCAL):
+	 * a health check, served as coming from the balancer (peer). Its
+	 * open and close are logged at debug. */
+	bool health_check;
+};
+
 /* What the model (driver) does for a session. Both may be NULL. */
 struct session_driver {
 	/* Output is pending that could not be written through, or the
@@ -99,22 +112,27 @@ struct session {
 	const char *close_reason;
 	uint64_t start_usec;
 	union sockaddr_any peer;
+	bool proxied, health_check; /* as in struct conn_origin */
+	union sockaddr_any via;
 	/* Formatted on first use (session_peer_str, session_host_str):
 	 * a connection that logs nothing never pays for inet_ntop. */
 	char peer_str[SOCKADDR_STR_MAX];
 	char host_str[SOCKADDR_STR_MAX];
+	char via_str[SOCKADDR_STR_MAX];
 };
 
 /* Sets fields; calls nothing. `now` (now_usec(), or the accepting loop's
  * clock) starts the duration and idle clocks. */
 void session_init(struct session *s, int fd, struct listener_rt *lst,
-		  const struct session_driver *driver, const union sockaddr_any *peer,
+		  const struct session_driver *driver, const struct conn_origin *origin,
 		  uint64_t now);
 /* Frees buffers; does not close the fd. */
 void session_done(struct session *s);
 /* "address:port" and "address" of the peer. Owner thread only. */
 const char *session_peer_str(struct session *s);
 const char *session_host_str(struct session *s);
+/* The balancer's "address:port", NULL when not proxied. */
+const char *session_via_str(struct session *s);
 
 /* Bytes the service may still queue before hitting SESSION_OUT_MAX.
  * Owner thread only (echo). */

@@ -12,6 +12,7 @@
 #include <check.h>
 
 #include "acceptor.h"
+#include "session.h"
 #include "cidr.h"
 #include "admission.h"
 #include "listener-rt.h"
@@ -46,7 +47,7 @@ struct fixture {
 static struct fixture fx;
 
 static const char *
-on_conn(struct acceptor *a, int *fd, const union sockaddr_any *peer)
+on_conn(struct acceptor *a, int *fd, const struct conn_origin *o)
 {
 	struct fixture *f = a->userdata;
 
@@ -54,7 +55,7 @@ on_conn(struct acceptor *a, int *fd, const union sockaddr_any *peer)
 	if (f->refuse_with)
 		return f->refuse_with;
 	f->conns[f->n_conns] = *fd;
-	f->peers[f->n_conns] = *peer;
+	f->peers[f->n_conns] = o->peer;
 	f->n_conns++;
 	return NULL;
 }

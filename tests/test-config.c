@@ -25,6 +25,7 @@
 #define UDP_ECHO(extra) ONE("udp", "poll", "echo", extra)
 #define EPOLL(extra) ONE("tcp", "epoll", "echo", extra)
 #define VALID TCP_ECHO("")
+#define DEFAULTS(d, l) "defaults = { " d " };\n" l
 
 /* Two listeners, "a" then "b" on the next line. */
 #define TWO(a, b)                                                                                \
@@ -552,6 +553,39 @@ static const struct config_case cidr_cases[] = {
 };
 CASE_TEST(config_allow_deny, cidr_cases)
 
+static const struct config_case proxy_cases[] = {
+	{ "proxy_ok", TCP_ECHO("proxy_protocol = true; proxy_from = [ \"10.0.0.5/32\" ];"), NULL, 0 },
+	{ "proxy_chat_fork", ONE("tcp", "fork", "chat",
+				 "proxy_protocol = true; proxy_from = ( \"10.0.0.0/8\", \"::1\" );"),
+	  NULL, 0 },
+	{ "proxy_false", TCP_ECHO("proxy_protocol = false;"), NULL, 0 },
+	{ "proxy_udp",
+	  UDP_ECHO("proxy_protocol = true; proxy_from = [ \"10.0.0.5/32\" ];"),
+	  "listener 'a': proxy_protocol applies only to tcp listeners: a udp datagram carries no PROXY header",
+	  1 },
+	{ "proxy_without_from", TCP_ECHO("proxy_protocol = true;"),
+	  "listener 'a': proxy_protocol = true needs proxy_from, the balancers allowed to send the header",
+	  1 },
+	{ "proxy_from_without_proxy", TCP_ECHO("proxy_from = [ \"10.0.0.5/32\" ];"),
+	  "listener 'a': proxy_from applies only with proxy_protocol = true", 1 },
+	{ "proxy_from_with_false",
+	  TCP_ECHO("proxy_protocol = false; proxy_from = [ \"10.0.0.5/32\" ];"),
+	  "listener 'a': proxy_from applies only with proxy_protocol = true", 1 },
+	{ "proxy_from_empty", TCP_ECHO("proxy_protocol = true; proxy_from = [ ];"),
+	  "listener 'a': proxy_from: an empty list would refuse every connection", 1 },
+	{ "proxy_from_bad_cidr", TCP_ECHO("proxy_protocol = true; proxy_from = [ \"10.0.0.1/8\" ];"),
+	  "listener 'a': proxy_from: '10.0.0.1/8' is not a valid CIDR", 1 },
+	{ "proxy_not_bool", TCP_ECHO("proxy_protocol = 1; proxy_from = [ \"10.0.0.5/32\" ];"),
+	  "listener 'a': proxy_protocol: expected a boolean (true or false), got an integer", 1 },
+	{ "proxy_in_defaults",
+	  DEFAULTS("proxy_protocol = true;", VALID),
+	  "defaults: 'proxy_protocol' cannot be set in defaults, only per listener", 1 },
+	{ "proxy_from_in_defaults",
+	  DEFAULTS("proxy_from = [ \"10.0.0.5/32\" ];", VALID),
+	  "defaults: 'proxy_from' cannot be set in defaults, only per listener", 1 },
+};
+CASE_TEST(config_proxy, proxy_cases)
+
 static const struct config_case bind_cases[] = {
 	{ "bind_same_star", TWO("port = 7; " BIND("tcp", "*"), "port = 7; " BIND("tcp", "*")),
 	  "listener 'b': tcp port 7 address '*' conflicts with listener 'a' at line 1", 2 },
@@ -606,7 +640,6 @@ static const struct config_case bind_cases[] = {
 };
 CASE_TEST(config_duplicate_binds, bind_cases)
 
-#define DEFAULTS(d, l) "defaults = { " d " };\n" l
 
 static const struct config_case defaults_cases[] = {
 	{ "defaults_all_keys",
@@ -1506,6 +1539,7 @@ config_suite(void)
 	LOOP("service_specific_keys", config_service_specific_keys, service_key_cases);
 	LOOP("prefix", config_prefix, prefix_cases);
 	LOOP("allow_deny", config_allow_deny, cidr_cases);
+	LOOP("proxy", config_proxy, proxy_cases);
 	LOOP("duplicate_binds", config_duplicate_binds, bind_cases);
 	LOOP("defaults_group", config_defaults_group, defaults_cases);
 	LOOP("parse_errors", config_parse_errors, parse_cases);

@@ -246,7 +246,8 @@ open_session(bool tiny_sndbuf, bool blocking)
 	if (tiny_sndbuf)
 		ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &one, sizeof(one)), 0);
 	addr.in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	session_init(&S, sv[0], &lst, &fake_driver, &addr, now_usec());
+	session_init(&S, sv[0], &lst, &fake_driver, &(struct conn_origin){ .peer = addr },
+		     now_usec());
 	S.blocking = blocking;
 	peer = sv[1];
 }
