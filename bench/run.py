@@ -7,7 +7,9 @@
 
 It builds netechod and netecho (meson, in --build DIR) and the bare
 reference servers of bench/ref-echo.c, starts one netechod with a TCP and a
-UDP echo listener per model, one reference server per model and protocol,
+UDP echo listener per model (and, for the connectpx mode, a second TCP
+listener per model behind the PROXY protocol), one reference server per
+model and protocol,
 and (when installed) the tools an admin would otherwise use: xinetd's
 internal echo, socat, ncat, a python3 asyncio echo and node. It then runs
 `netecho bench` against each, netechod and its reference back to back,
@@ -54,6 +56,7 @@ CLIENT_CPU = 1
 PORT_ND = 15000   # + model index: netechod tcp and udp
 PORT_REF = 15100  # + model index: ref-echo tcp and udp
 PORT_TOOL = 15200  # + tool index
+PORT_PX = 15300   # + model index: netechod tcp with proxy_protocol (connectpx)
 EPHEMERAL = "20000 65000"
 
 MODELS = ["fork", "thread", "select", "poll", "epoll", "epoll2"]
@@ -66,10 +69,14 @@ TARGET_MODELS = ["fork", "thread", "select", "poll", "epoll"]  # epoll2 is infor
 # thread: 2 threads on one socket).
 SELECT_MAX = 960
 
+# connectpx: the settings added to the second TCP listener of each model.
+PROXY_EXTRA = ' proxy_protocol = true; proxy_from = [ "127.0.0.0/8" ];'
+
 
 class Mode:
-    def __init__(self, key, title, args, udp=False, tools=False):
+    def __init__(self, key, title, args, udp=False, tools=False, proxy=False):
         self.key, self.title, self.args, self.udp, self.tools = key, title, args, udp, tools
+        self.proxy = proxy  # connectpx: runs its PX_VARIANTS instead of itself
 
 
 MODES = [
@@ -82,8 +89,21 @@ MODES = [
          ["--connect", "-c", "8", "-s", "64"], tools=True),
     Mode("udp64x50", "UDP 64 B, 50 senders", ["-u", "-c", "50", "-s", "64"], udp=True,
          tools=True),
+    Mode("connectpx", "connect rate with a PROXY protocol header, 8 concurrent "
+         "(connect, header, 64 B, close)", ["--connect", "-c", "8", "-s", "64"], proxy=True),
 ]
 MODE_BY_KEY = {m.key: m for m in MODES}
+# connectpx measures, per model and round, in an order that rotates: the
+# plain connect rate on the model's usual TCP listener, and the rate with a
+# v1 and a v2 header on its proxy_protocol listener (same settings
+# otherwise). Results are kept under these keys.
+PX_VARIANTS = [
+    ("none", Mode("connectpx-none", "connect rate, no header", MODE_BY_KEY["connectpx"].args)),
+    ("v1", Mode("connectpx-v1", "connect rate, PROXY v1",
+                MODE_BY_KEY["connectpx"].args + ["--proxy", "v1"])),
+    ("v2", Mode("connectpx-v2", "connect rate, PROXY v2",
+                MODE_BY_KEY["connectpx"].args + ["--proxy", "v2"])),
+]
 QUICK_MODES = ["pp64x50", "connect", "udp64x50"]
 
 IDLE_N = {"fork": 1000, "select": 950, "thread": 10000, "poll": 10000, "epoll": 10000,
@@ -409,7 +429,7 @@ class Context:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def netechod_config(ctx, models):
+def netechod_config(ctx, models, proxy=False):
     out = ['log_level = "notice";', "shutdown_timeout = 1;",
            "defaults = { max_clients = 20000; idle_timeout = 0; backlog = 1024; };",
            "listeners = ("]
@@ -427,9 +447,12 @@ def netechod_config(ctx, models):
         if m == "thread":
             extra_u = " workers = 2;"
         port = PORT_ND + MODELS.index(m)
-        for proto, extra in (("tcp", extra_t), ("udp", extra_u)):
-            items.append(f'  {{ name = "b-{m}-{proto}"; protocol = "{proto}"; '
-                         f'address = "{HOST}"; port = {port}; model = "{model}"; '
+        lst = [("tcp", "tcp", port, extra_t), ("udp", "udp", port, extra_u)]
+        if proxy:
+            lst.append(("tcppx", "tcp", PORT_PX + MODELS.index(m), extra_t + PROXY_EXTRA))
+        for name, proto, p, extra in lst:
+            items.append(f'  {{ name = "b-{m}-{name}"; protocol = "{proto}"; '
+                         f'address = "{HOST}"; port = {p}; model = "{model}"; '
                          f'service = "echo";{extra} }}')
     out.append(",\n".join(items))
     out.append(");")
@@ -439,9 +462,9 @@ def netechod_config(ctx, models):
     return path
 
 
-def echo_ok(ctx, port, udp=False, timeout=2):
-    argv = [ctx.netecho, "echo"] + (["-u"] if udp else []) + ["-t", str(timeout), HOST,
-                                                              str(port)]
+def echo_ok(ctx, port, udp=False, timeout=2, proxy=None):
+    argv = [ctx.netecho, "echo"] + (["-u"] if udp else []) + \
+        (["--proxy", proxy] if proxy else []) + ["-t", str(timeout), HOST, str(port)]
     try:
         r = subprocess.run(argv, capture_output=True, timeout=timeout + 5)
     except subprocess.TimeoutExpired:
@@ -449,8 +472,10 @@ def echo_ok(ctx, port, udp=False, timeout=2):
     return r.returncode == 0
 
 
-def start_netechod(ctx, models):
-    conf = netechod_config(ctx, models)
+def start_netechod(ctx, models, proxy=False):
+    """Targets by (model, "tcp" | "udp" | "tcppx"); "tcppx" (the listener
+    with proxy_protocol) only with proxy."""
+    conf = netechod_config(ctx, models, proxy)
     r = subprocess.run([ctx.netechod, "-t", "-c", conf], capture_output=True, text=True,
                        timeout=30)
     if r.returncode != 0:
@@ -473,34 +498,42 @@ def start_netechod(ctx, models):
             return None
         return f
 
+    def where(m, kind):
+        """(protocol, port) of a listener kind"""
+        if kind == "tcppx":
+            return "tcp", PORT_PX + MODELS.index(m)
+        return kind, PORT_ND + MODELS.index(m)
+
     end = time.monotonic() + 20
-    pending = [(m, proto) for m in models for proto in ("tcp", "udp")]
+    pending = [(m, kind) for m in models
+               for kind in ("tcp", "udp") + (("tcppx",) if proxy else ())]
     found = {}
     while pending and time.monotonic() < end:
         if p.poll() is not None:
             raise SystemExit("netechod exited at start-up:\n" +
                              read(os.path.join(ctx.tmp, "netechod.log"), ""))
-        for m, proto in list(pending):
-            port = PORT_ND + MODELS.index(m)
+        for m, kind in list(pending):
+            proto, port = where(m, kind)
             pid = resolver(proto, port)()
-            if pid and (echo_ok(ctx, port, udp=proto == "udp", timeout=1)):
-                found[(m, proto)] = pid
-                pending.remove((m, proto))
+            if pid and (echo_ok(ctx, port, udp=proto == "udp", timeout=1,
+                                proxy="v1" if kind == "tcppx" else None)):
+                found[(m, kind)] = pid
+                pending.remove((m, kind))
         if pending:
             time.sleep(0.1)
     if pending:
         raise SystemExit(f"netechod listeners not ready after 20 s: {pending}\n" +
                          read(os.path.join(ctx.tmp, "netechod.log"), ""))
-    for (m, proto), pid in found.items():
-        port = PORT_ND + MODELS.index(m)
-        cg = ctx.acct.make(f"nd-{m}-{proto}")
+    for (m, kind), pid in found.items():
+        proto, port = where(m, kind)
+        cg = ctx.acct.make(f"nd-{m}-{kind}")
         if cg:
             ok = all(CpuAcct.add(cg, q) for q in tree(pid))
             if not ok:
                 cg = None
         t = Target(f"netechod/{m}", "netechod", m, proto, port, pid, cg, ctx.acct)
         t.resolve = resolver(proto, port)
-        targets[(m, proto)] = t
+        targets[(m, kind)] = t
     return targets
 
 
@@ -768,6 +801,7 @@ def run_bench_once(ctx, t, mode, duration):
     kv = parse_kv(lines[-1])
     msgs = int(kv.get("msgs", 0))
     res.update(msgs=msgs, msgs_per_s=float(kv.get("msgs_per_s", 0)),
+               connects_per_s=float(kv.get("connects_per_s", 0)),
                p50_us=float(kv.get("p50_us", 0)), p99_us=float(kv.get("p99_us", 0)),
                p999_us=float(kv.get("p999_us", 0)), errors=int(kv.get("errors", 0)),
                lost=int(kv.get("lost", 0)), mb_per_s=float(kv.get("mb_per_s", 0)),
@@ -1037,6 +1071,41 @@ class Report:
         L.append("")
         return L
 
+    def px_ratios(self, m, variant):
+        """Per-round connects/s with a variant header ÷ without, model m."""
+        keys = dict((v, md.key) for v, md in PX_VARIANTS)
+        return paired(self.get(f"netechod/{m}", keys[variant]),
+                      self.get(f"netechod/{m}", keys["none"]), "connects_per_s", self.rounds)
+
+    def px_table(self, mode):
+        keys = dict((v, md.key) for v, md in PX_VARIANTS)
+        L = [f"### {mode.title} (`netecho bench {' '.join(mode.args)} [--proxy v1|v2]`)", "",
+             "Per model and round, in a rotating order: the connect rate without a header "
+             "on the model's usual TCP listener, and with `--proxy v1` and `--proxy v2` on a "
+             "second TCP listener of the same model that has `proxy_protocol = true; "
+             'proxy_from = [ "127.0.0.0/8" ];`. Ratios: connects/s with the header ÷ '
+             "without, per round.", "",
+             "| model | connects/s no header | connects/s v1 | connects/s v2 | v1 ÷ none | "
+             "v2 ÷ none | CPU µs/conn none / v1 / v2 |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+        for m in self.models:
+            d = {v: self.get(f"netechod/{m}", k) for v, k in keys.items()}
+            if not any(d.values()):
+                continue
+            name = m if m != "epoll2" else "epoll workers=2"
+            L.append("| " + " | ".join([
+                name,
+                fmt_spread(series(d["none"], "connects_per_s")),
+                fmt_spread(series(d["v1"], "connects_per_s")),
+                fmt_spread(series(d["v2"], "connects_per_s")),
+                fmt_ratio(self.px_ratios(m, "v1")),
+                fmt_ratio(self.px_ratios(m, "v2")),
+                " / ".join(fmt_n(med(series(d[v], "cpu_us_per_msg")))
+                           for v in ("none", "v1", "v2")),
+            ]) + " |")
+        L.append("")
+        return L
+
     def idle_table(self):
         L = ["### Idle TCP connections held while a fresh connection echoes", "",
              "Each idle connection is opened by the script and proven served (one byte "
@@ -1186,7 +1255,10 @@ class Report:
                    + (", ..." if len(dist) > 12 else "") + ")" if dist else "") + ".")
             L.append("")
         for mode in self.modes:
-            if any(mk == mode.key for (_, mk) in self.res):
+            if mode.proxy:
+                if any(mk.startswith(mode.key + "-") for (_, mk) in self.res):
+                    L.extend(self.px_table(mode))
+            elif any(mk == mode.key for (_, mk) in self.res):
                 L.extend(self.mode_table(mode))
         if self.idle:
             L.extend(self.idle_table())
@@ -1388,7 +1460,7 @@ def main():
     failed = False
     try:
         build_ref(ctx)
-        nd = start_netechod(ctx, models)
+        nd = start_netechod(ctx, models, proxy=any(m.proxy for m in modes))
         refs = start_refs(ctx, models)
         tools, rep.tool_desc = ({}, {}) if (args.no_tools or args.quick) else start_tools(ctx)
         if tools or rep.tool_desc:
@@ -1438,8 +1510,40 @@ def main():
                           list(tools.items()) if k[1] == proto]:
                     run_bench_once(ctx, t, mode, 0.5)
 
+        def record(rnd, t, mode, r):
+            nonlocal failed
+            r["round"] = rnd
+            rep.add(rnd, t, mode, r)
+            raw["runs"].append(r)
+            log(f"[{rnd + 1}/{args.rounds}] {mode.key:9} {t.label:17} "
+                f"{fmt_n(r['msgs_per_s']):>9} msgs/s  p99 {fmt_n(r.get('p99_us'))} µs"
+                f"  cpu {fmt_n(r.get('cpu_us_per_msg'))} µs/msg"
+                + (f"  foreign {r['foreign_server_cpu_pct']:.0f}%/"
+                   f"{r['foreign_client_cpu_pct']:.0f}%" if "foreign_pct" in r else "")
+                + (f" (try {r['attempts']})" if r.get("attempts", 1) > 1 else "")
+                + (" DISTURBED" if r.get("disturbed") else "")
+                + (f"  ERRORS {r['errors']}: {r.get('first_error', '')}"
+                   if r.get("errors") else ""))
+            if r.get("errors") and t.kind != "tool":
+                failed = True
+
         for rnd in range(args.rounds):
             for mode in modes:
+                if mode.proxy:
+                    # netechod only (the references and tools speak no
+                    # PROXY protocol); the three variants back to back.
+                    for i, m in enumerate(models):
+                        k = (rnd + i) % len(PX_VARIANTS)
+                        for v, vmode in PX_VARIANTS[k:] + PX_VARIANTS[:k]:
+                            t = nd[(m, "tcp" if v == "none" else "tcppx")]
+                            record(rnd, t, vmode, run_bench(ctx, t, vmode, args.duration))
+                        got = {v: rep.get(f"netechod/{m}", vm.key).get(rnd, {}).get(
+                            "connects_per_s") for v, vm in PX_VARIANTS}
+                        log(f"[{rnd + 1}/{args.rounds}] {mode.key} {m}: " + ", ".join(
+                            f"{v} ÷ none {got[v] / got['none']:.2f}"
+                            if got[v] is not None and got["none"] else f"{v} ÷ none –"
+                            for v in ("v1", "v2")))
+                    continue
                 proto = "udp" if mode.udp else "tcp"
                 seq = []
                 for i, m in enumerate(models):
@@ -1455,21 +1559,7 @@ def main():
                     seq.extend(t for (name, p), t in tools.items()
                                if p == proto and name != "xinetd")
                 for t in seq:
-                    r = run_bench(ctx, t, mode, args.duration)
-                    r["round"] = rnd
-                    rep.add(rnd, t, mode, r)
-                    raw["runs"].append(r)
-                    log(f"[{rnd + 1}/{args.rounds}] {mode.key:9} {t.label:17} "
-                        f"{fmt_n(r['msgs_per_s']):>9} msgs/s  p99 {fmt_n(r.get('p99_us'))} µs"
-                        f"  cpu {fmt_n(r.get('cpu_us_per_msg'))} µs/msg"
-                        + (f"  foreign {r['foreign_server_cpu_pct']:.0f}%/"
-                           f"{r['foreign_client_cpu_pct']:.0f}%" if "foreign_pct" in r else "")
-                        + (f" (try {r['attempts']})" if r.get("attempts", 1) > 1 else "")
-                        + (" DISTURBED" if r.get("disturbed") else "")
-                        + (f"  ERRORS {r['errors']}: {r.get('first_error', '')}"
-                           if r.get("errors") else ""))
-                    if r.get("errors") and t.kind != "tool":
-                        failed = True
+                    record(rnd, t, mode, run_bench(ctx, t, mode, args.duration))
         if ctx.nd_proc.poll() is not None:
             failed = True
             ctx.notes.append("netechod exited during the run")

@@ -76,9 +76,11 @@ expect "netecho b" bench
 expect "netecho -" --help --version -V -h
 expect "netecho bench --co" --conns --connect
 expect "netecho chat -" -u --udp -h --help
-expect "netecho echo --" --udp --timeout --help
+expect "netecho echo --" --udp --timeout --proxy --help
 expect "netecho echo -t " # a number: nothing to offer
-expect "netecho bench -u localhost 7 --p" --pipeline
+expect "netecho bench -u localhost 7 --p" --pipeline --proxy
+expect "netecho echo --proxy " v1 v2
+expect "netecho bench localhost 7 --proxy v" v1 v2
 
 # ---- every option in the help output is completed ----
 help=$("$NETECHOD_BIN" -h)

@@ -5,6 +5,7 @@
  * thread). netechod is not involved. The real netecho binary is run
  * (NETECHO_BIN); every wait has a deadline. */
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -25,6 +26,7 @@
 #include <check.h>
 
 #include "harness.h"
+#include "proxyproto.h"
 #include "util.h"
 
 #define TCASE_TIMEOUT 60
@@ -378,6 +380,14 @@ static const struct {
 	{ { "bench", "127.0.0.1", "7", "-P", "0", NULL }, 3, NULL },
 	{ { "bench", "-u", "--connect", "127.0.0.1", "7", NULL }, 3, NULL },
 	{ { "bench", "-u", "-s", "70000", "127.0.0.1", "7", NULL }, 3, NULL },
+	{ { "echo", "--proxy", "v3", "127.0.0.1", "7", NULL }, 3, "ECHO UNKNOWN - " },
+	{ { "echo", "--proxy", "127.0.0.1", "7", NULL }, 3, "ECHO UNKNOWN - " },
+	{ { "echo", "-u", "--proxy", "v1", "127.0.0.1", "7", NULL }, 3, "ECHO UNKNOWN - " },
+	{ { "echo", "--proxy", "v2", "--udp", "127.0.0.1", "7", NULL }, 3, "ECHO UNKNOWN - " },
+	{ { "bench", "--proxy", "v3", "127.0.0.1", "7", NULL }, 3, NULL },
+	{ { "bench", "--proxy", "V1", "127.0.0.1", "7", NULL }, 3, NULL },
+	{ { "bench", "-u", "--proxy", "v1", "127.0.0.1", "7", NULL }, 3, NULL },
+	{ { "bench", "--proxy", "v2", "-u", "127.0.0.1", "7", NULL }, 3, NULL },
 	{ { "bench", "-h", NULL }, 0, "Usage: netecho bench" },
 };
 
@@ -1154,6 +1164,346 @@ START_TEST(bench_closed_port_fails_with_summary)
 }
 END_TEST
 
+/* ---- --proxy: a listener behind a balancer ---- */
+
+/* A listener in a thread of the test: it accepts, reads each
+ * connection's first bytes until proxy_parse() (the daemon's parser)
+ * takes a header, checks it against what accept() saw, and echoes what
+ * follows. Results are read after px_stop() has joined the thread. */
+#define PX_MAX_CONNS 64
+
+struct px_conn {
+	int fd;
+	union sockaddr_any peer; /* accept()'s */
+	uint8_t buf[PROXY_HEADER_MAX];
+	size_t len;
+	bool parsed;
+};
+
+struct px_server {
+	int lfd;
+	int stop[2];
+	uint16_t port;
+	union sockaddr_any addr; /* the listener's */
+	unsigned want_version;
+	int want_family; /* of the header's addresses */
+	pthread_t thread;
+	struct px_conn conns[PX_MAX_CONNS];
+	size_t n_conns;
+	/* results */
+	unsigned accepted, good, bad;
+	char error[256];
+};
+
+static void _printf_(2, 3)
+px_bad(struct px_server *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	s->bad++;
+	if (s->error[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(s->error, sizeof(s->error), fmt, ap);
+	va_end(ap);
+}
+
+static void
+px_check(struct px_server *s, struct px_conn *c, const struct proxy_info *pi)
+{
+	char a[SOCKADDR_STR_MAX], b[SOCKADDR_STR_MAX];
+
+	if (pi->version != s->want_version || pi->local)
+		px_bad(s, "header v%u%s, expected v%u PROXY", pi->version,
+		       pi->local ? " LOCAL" : "", s->want_version);
+	else if (pi->src.sa.sa_family != s->want_family)
+		px_bad(s, "source family %d, expected %d", pi->src.sa.sa_family, s->want_family);
+	else if (!sockaddr_equal(&pi->src, &c->peer))
+		px_bad(s, "source %s, but accept() saw %s",
+		       sockaddr_to_string(&pi->src, a, sizeof(a)),
+		       sockaddr_to_string(&c->peer, b, sizeof(b)));
+	else if (!sockaddr_equal(&pi->dst, &s->addr))
+		px_bad(s, "destination %s, but the listener is %s",
+		       sockaddr_to_string(&pi->dst, a, sizeof(a)),
+		       sockaddr_to_string(&s->addr, b, sizeof(b)));
+	else
+		s->good++;
+}
+
+/* Read what c has; false when it is done (EOF, error or a bad header). */
+static bool
+px_readable(struct px_server *s, struct px_conn *c)
+{
+	uint8_t tmp[65536], *p = tmp;
+	struct proxy_info pi;
+	const char *why = NULL;
+	ssize_t n;
+	int r;
+
+	if (!c->parsed) {
+		n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, MSG_DONTWAIT);
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR;
+		if (n == 0) {
+			px_bad(s, "closed after %zu bytes, before a whole header", c->len);
+			return false;
+		}
+		c->len += (size_t)n;
+		r = proxy_parse(c->buf, c->len, &pi, &why);
+		if (r < 0 || (r == 0 && c->len == sizeof(c->buf))) {
+			px_bad(s, "bad header (%s) in %zu bytes", why ? why : "too long", c->len);
+			return false;
+		}
+		if (r == 0)
+			return true;
+		c->parsed = true;
+		px_check(s, c, &pi);
+		p = c->buf + r;
+		n = (ssize_t)(c->len - (size_t)r);
+	} else {
+		n = recv(c->fd, tmp, sizeof(tmp), MSG_DONTWAIT);
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR;
+		if (n == 0)
+			return false;
+	}
+	return n == 0 || write_all(c->fd, p, (size_t)n) == 0;
+}
+
+static void
+px_accept_all(struct px_server *s)
+{
+	for (;;) {
+		struct timeval tv = { .tv_sec = 5 };
+		struct px_conn *c;
+		union sockaddr_any peer;
+		socklen_t len = sizeof(peer);
+		int fd;
+
+		memset(&peer, 0, sizeof(peer));
+		fd = accept4(s->lfd, &peer.sa, &len, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		s->accepted++;
+		if (s->n_conns == PX_MAX_CONNS) {
+			px_bad(s, "more than %d connections at once", PX_MAX_CONNS);
+			close(fd);
+			continue;
+		}
+		/* Blocking with a send timeout: netecho always reads. */
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		c = &s->conns[s->n_conns++];
+		*c = (struct px_conn){ .fd = fd, .peer = peer };
+	}
+}
+
+static int
+px_ms_left(uint64_t deadline)
+{
+	uint64_t now = now_usec();
+
+	return now >= deadline ? 0 : (int)((deadline - now + 999) / 1000);
+}
+
+/* Runs until px_stop(), then takes what is still queued: netecho has
+ * exited by then, so every connection it made is in the accept queue or
+ * open here with its bytes and EOF already arrived. Bounded by SCRIPT_MS. */
+static void *
+px_run(void *arg)
+{
+	struct px_server *s = arg;
+	uint64_t deadline = now_usec() + (uint64_t)SCRIPT_MS * 1000;
+	bool stopping = false;
+
+	for (;;) {
+		struct pollfd pfd[2 + PX_MAX_CONNS];
+		size_t n = 0;
+		int r;
+
+		if (stopping) {
+			px_accept_all(s);
+			if (s->n_conns == 0)
+				break;
+		}
+		pfd[n++] = (struct pollfd){ .fd = stopping ? -1 : s->stop[0], .events = POLLIN };
+		pfd[n++] = (struct pollfd){ .fd = s->lfd, .events = POLLIN };
+		for (size_t i = 0; i < s->n_conns; i++)
+			pfd[n++] = (struct pollfd){ .fd = s->conns[i].fd, .events = POLLIN };
+		r = poll(pfd, n, px_ms_left(deadline));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			px_bad(s, "%s", r < 0 ? strerror(errno) : "listener timed out");
+			break;
+		}
+		if (pfd[0].revents)
+			stopping = true;
+		if (pfd[1].revents)
+			px_accept_all(s);
+		/* Back to front: a finished connection takes the last one's slot. */
+		for (size_t i = n - 2; i-- > 0;) {
+			struct px_conn *c = &s->conns[i];
+
+			if (!pfd[2 + i].revents || px_readable(s, c))
+				continue;
+			close(c->fd);
+			*c = s->conns[--s->n_conns];
+		}
+	}
+	for (size_t i = 0; i < s->n_conns; i++)
+		close(s->conns[i].fd);
+	s->n_conns = 0;
+	return NULL;
+}
+
+/* A listener on address (IPv4, IPv6, or IPv4-mapped on a dual-stack
+ * socket) expecting version headers whose addresses are of family. */
+static void
+px_start(struct px_server *s, const char *address, unsigned version, int family)
+{
+	socklen_t len = sizeof(s->addr);
+	int zero = 0, one = 1;
+
+	*s = (struct px_server){ .lfd = -1, .stop = { -1, -1 }, .want_version = version,
+				 .want_family = family };
+	memset(&s->addr, 0, sizeof(s->addr));
+	if (inet_pton(AF_INET, address, &s->addr.in.sin_addr) == 1)
+		s->addr.in.sin_family = AF_INET;
+	else {
+		ck_assert(inet_pton(AF_INET6, address, &s->addr.in6.sin6_addr) == 1);
+		s->addr.in6.sin6_family = AF_INET6;
+	}
+	s->lfd = socket(s->addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	ck_assert_msg(s->lfd >= 0, "socket: %s", strerror(errno));
+	if (s->addr.sa.sa_family == AF_INET6) {
+		bool mapped = IN6_IS_ADDR_V4MAPPED(&s->addr.in6.sin6_addr);
+
+		(void)setsockopt(s->lfd, IPPROTO_IPV6, IPV6_V6ONLY, mapped ? &zero : &one,
+				 sizeof(int));
+	}
+	ck_assert_msg(bind(s->lfd, &s->addr.sa, sockaddr_len(&s->addr)) == 0 &&
+			      listen(s->lfd, 128) == 0 &&
+			      getsockname(s->lfd, &s->addr.sa, &len) == 0,
+		      "listener on %s: %s", address, strerror(errno));
+	s->port = sockaddr_port(&s->addr);
+	ck_assert(pipe2(s->stop, O_CLOEXEC) == 0);
+	ck_assert(pthread_create(&s->thread, NULL, px_run, s) == 0);
+}
+
+static void
+px_stop(struct px_server *s)
+{
+	(void)!write(s->stop[1], "x", 1);
+	ck_assert(pthread_join(s->thread, NULL) == 0);
+	s->lfd = safe_close(s->lfd);
+	s->stop[0] = safe_close(s->stop[0]);
+	s->stop[1] = safe_close(s->stop[1]);
+}
+
+static const char *const px_versions[] = { "v1", "v2" };
+
+/* netecho echo --proxy: one connection, one good header, and the same OK
+ * line as without it (the header is not counted as payload). */
+static void
+px_echo(const char *address, int family)
+{
+	for (unsigned v = 1; v <= 2; v++) {
+		struct px_server s;
+		struct run r;
+		char what[96];
+
+		snprintf(what, sizeof(what), "echo --proxy %s %s", px_versions[v - 1], address);
+		px_start(&s, address, v, family);
+		r = run_netecho("echo", "--proxy", px_versions[v - 1], address, port_str(s.port),
+				"hello, balancer", NULL);
+		px_stop(&s);
+		ck_assert_msg(s.bad == 0, "%s: %u bad of %u: %s", what, s.bad, s.accepted,
+			      s.error);
+		ck_assert_msg(s.accepted == 1 && s.good == 1, "%s: %u accepted, %u good", what,
+			      s.accepted, s.good);
+		expect_echo_ok(&r, strlen("hello, balancer"), what);
+		run_free(&r);
+
+		/* The default message too. */
+		px_start(&s, address, v, family);
+		r = run_netecho("echo", "--proxy", px_versions[v - 1], "-t", "5", address,
+				port_str(s.port), NULL);
+		px_stop(&s);
+		ck_assert_msg(s.bad == 0 && s.good == 1, "%s: %u good, %u bad: %s", what, s.good,
+			      s.bad, s.error);
+		expect_echo_ok(&r, 31, what);
+		run_free(&r);
+	}
+}
+
+START_TEST(echo_proxy_sends_header_first)
+{
+	px_echo("127.0.0.1", AF_INET);
+}
+END_TEST
+
+START_TEST(echo_proxy_ipv6_and_mapped)
+{
+	if (!harness_have_ipv6())
+		return;
+	px_echo("::1", AF_INET6);
+	/* An IPv6 socket to an IPv4-mapped address sends TCP4 / AF_INET. */
+	px_echo("::ffff:127.0.0.1", AF_INET);
+}
+END_TEST
+
+/* bench --connect --proxy: every connection, the probe that picks the
+ * address included, starts with a good header; no error, and msgs count
+ * the payload only. */
+START_TEST(bench_connect_proxy_header_on_every_connection)
+{
+	for (unsigned v = 1; v <= 2; v++) {
+		struct px_server s;
+		struct run r;
+		unsigned long long connects, msgs;
+		char what[64];
+
+		snprintf(what, sizeof(what), "bench --connect --proxy %s", px_versions[v - 1]);
+		px_start(&s, "127.0.0.1", v, AF_INET);
+		r = run_netecho("bench", "--connect", "--proxy", px_versions[v - 1], "-P", "2",
+				"127.0.0.1", port_str(s.port), "-c", "2", "-d", "0.5", NULL);
+		px_stop(&s);
+		ck_assert_msg(s.bad == 0, "%s: %u bad of %u: %s", what, s.bad, s.accepted,
+			      s.error);
+		expect_bench_ok(&r, what);
+		connects = summary_get(r.out, "connects");
+		msgs = summary_get(r.out, "msgs");
+		ck_assert_msg(connects >= 2 && s.accepted == connects + 1 && s.good == s.accepted,
+			      "%s: %u accepted, %u good headers, netecho says %llu connects and a probe",
+			      what, s.accepted, s.good, connects);
+		ck_assert_msg(msgs <= 2 * connects && msgs >= 2 * (connects - 2),
+			      "%s: %llu messages on %llu connections", what, msgs, connects);
+		run_free(&r);
+	}
+}
+END_TEST
+
+/* Without --connect too: the header once per long-lived connection. */
+START_TEST(bench_pingpong_proxy_header_once)
+{
+	struct px_server s;
+	struct run r;
+
+	px_start(&s, "127.0.0.1", 2, AF_INET);
+	r = run_netecho("bench", "--proxy", "v2", "127.0.0.1", port_str(s.port), "-c", "3", "-s",
+			"100", "-d", "0.5", NULL);
+	px_stop(&s);
+	ck_assert_msg(s.bad == 0, "%u bad of %u: %s", s.bad, s.accepted, s.error);
+	expect_bench_ok(&r, "bench --proxy v2");
+	ck_assert_msg(s.accepted == 4 && s.good == 4, "%u accepted, %u good", s.accepted, s.good);
+	ck_assert_uint_eq(summary_get(r.out, "connects"), 3);
+	run_free(&r);
+}
+END_TEST
+
 static Suite *
 netecho_suite(void)
 {
@@ -1186,6 +1536,14 @@ netecho_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, TCASE_TIMEOUT);
 	tcase_add_test(tc, echo_ipv6_ok);
+	tcase_add_test(tc, echo_proxy_ipv6_and_mapped);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("proxy");
+	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tcase_add_test(tc, echo_proxy_sends_header_first);
+	tcase_add_test(tc, bench_connect_proxy_header_on_every_connection);
+	tcase_add_test(tc, bench_pingpong_proxy_header_once);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("chat");

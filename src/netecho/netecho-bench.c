@@ -28,6 +28,7 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -120,6 +121,10 @@ struct conn {
 	int fd;
 	uint8_t state;
 	bool want_out; /* EPOLLOUT is registered */
+	/* --proxy: header bytes written on this connection, and its length
+	 * once built (0: not yet). Not payload: sent and recvd exclude them. */
+	uint8_t hdr_sent;
+	uint8_t hdr_len;
 	uint32_t id;
 	uint32_t gen;  /* bumped by every (re)connect */
 	uint32_t base; /* where this connection's stream starts in the pattern */
@@ -164,6 +169,7 @@ struct bench {
 	/* options */
 	bool udp;
 	enum bench_mode mode;
+	enum netecho_proxy proxy;
 	unsigned long conns;
 	unsigned long size;
 	unsigned long pipeline;
@@ -193,6 +199,7 @@ usage(FILE *f)
 {
 	fputs("Usage: netecho bench [-u] HOST PORT [-c CONNS] [-s SIZE] [-d SECONDS]\n"
 	      "                     [-P PIPELINE] [-T THREADS] [-t TIMEOUT] [--connect]\n"
+	      "                     [--proxy v1|v2]\n"
 	      "\n"
 	      "Load an echo server and verify every byte that comes back.\n"
 	      "\n"
@@ -206,6 +213,8 @@ usage(FILE *f)
 	      "  -u, --udp           UDP: one datagram per message\n"
 	      "      --connect       connect rate: connect, send PIPELINE messages, read\n"
 	      "                      their echoes, close, repeat\n"
+	      "      --proxy v1|v2   TCP: every connection sends a PROXY protocol header\n"
+	      "                      first (not counted as payload)\n"
 	      "  -h, --help          show this help\n"
 	      "\n"
 	      "The last line on stdout is a key=value summary. Exit status: 0 no errors,\n"
@@ -382,6 +391,44 @@ want_out(struct conn *c, bool on, uint64_t now)
 	c->want_out = on;
 }
 
+/* --proxy: write what is left of the header and payload[0..n) in one
+ * sendmsg(). Returns the payload bytes written (0 when only header bytes
+ * went out) or -1 with errno. The header is built again after a short
+ * write rather than kept: it is the same bytes, and per-connection memory
+ * stays small. */
+static bool
+header_pending(const struct bench *b, const struct conn *c)
+{
+	return b->proxy != NETECHO_PROXY_NONE && (c->hdr_len == 0 || c->hdr_sent < c->hdr_len);
+}
+
+static ssize_t
+send_with_header(struct conn *c, const uint8_t *payload, size_t n)
+{
+	uint8_t hdr[NETECHO_PROXY_HEADER_MAX];
+	struct iovec iov[2];
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	size_t h;
+	ssize_t k;
+	int r;
+
+	r = netecho_proxy_header(c->w->b->proxy, c->fd, hdr, sizeof(hdr));
+	if (r < 0) {
+		errno = -r;
+		return -1;
+	}
+	c->hdr_len = (uint8_t)r;
+	iov[0] = (struct iovec){ .iov_base = hdr + c->hdr_sent,
+				 .iov_len = c->hdr_len - c->hdr_sent };
+	iov[1] = (struct iovec){ .iov_base = (void *)payload, .iov_len = n };
+	k = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (k < 0)
+		return -1;
+	h = MIN((size_t)k, (size_t)(c->hdr_len - c->hdr_sent));
+	c->hdr_sent = (uint8_t)(c->hdr_sent + h);
+	return k - (ssize_t)h;
+}
+
 /* TCP: write as much of the window as the socket takes. */
 static void
 tcp_fill(struct conn *c, uint64_t now)
@@ -398,12 +445,17 @@ tcp_fill(struct conn *c, uint64_t now)
 	if (now >= c->w->end)
 		target = MIN(target, (c->sent + size - 1) / size * size);
 
-	while (c->sent < target) {
+	/* The header goes out even when no message will: a connection
+	 * opened just before the end is still a proxied connection. */
+	while (c->sent < target || header_pending(b, c)) {
 		uint32_t off = (uint32_t)((c->base + c->sent) % PAT_LEN);
-		size_t n = (size_t)MIN(target - c->sent, (uint64_t)CHUNK);
+		size_t n = c->sent < target ? (size_t)MIN(target - c->sent, (uint64_t)CHUNK) : 0;
 		ssize_t k;
 
-		k = send(c->fd, b->pat + off, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (header_pending(b, c))
+			k = send_with_header(c, b->pat + off, n);
+		else
+			k = send(c->fd, b->pat + off, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (k < 0) {
 			if (errno == EINTR)
 				continue;
@@ -436,6 +488,8 @@ tcp_start(struct conn *c, uint64_t now)
 	c->gen++;
 	c->t0 = now;
 	c->cycle = c->sent;
+	c->hdr_sent = 0;
+	c->hdr_len = 0;
 	c->fd = socket(b->addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
 		conn_error(c, now, "socket: %s", strerror(errno));
@@ -839,6 +893,35 @@ raise_fd_limit(rlim_t need, rlim_t *reterr_hard)
 	return 0;
 }
 
+static int
+send_probe_header(const struct bench *b, int fd, uint64_t deadline)
+{
+	uint8_t hdr[NETECHO_PROXY_HEADER_MAX];
+	size_t len, done = 0;
+	int r;
+
+	r = netecho_proxy_header(b->proxy, fd, hdr, sizeof(hdr));
+	if (r < 0)
+		return r;
+	len = (size_t)r;
+	while (done < len) {
+		ssize_t n = send(fd, hdr + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n >= 0) {
+			done += (size_t)n;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			return -errno;
+		r = netecho_wait_fd(fd, POLLOUT, deadline);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 /* Find an address that accepts connections (TCP) or take the first (UDP). */
 static int
 pick_address(struct bench *b)
@@ -865,9 +948,14 @@ pick_address(struct bench *b)
 				break;
 			}
 	} else {
+		uint64_t deadline = now_usec() + b->timeout / 1000;
 		int fd = -1;
 
-		r = netecho_tcp_connect(res, now_usec() + b->timeout / 1000, &fd, &b->addr);
+		r = netecho_tcp_connect(res, deadline, &fd, &b->addr);
+		/* Behind a balancer the probe is a connection like the others:
+		 * without its header the server would count it as refused. */
+		if (r == 0 && b->proxy != NETECHO_PROXY_NONE)
+			r = send_probe_header(b, fd, deadline);
 		safe_close(fd);
 	}
 	freeaddrinfo(res);
@@ -1150,7 +1238,7 @@ report(const struct bench *b, bool ran)
 int
 netecho_bench_main(int argc, char **argv)
 {
-	enum { OPT_CONNECT = 0x100 };
+	enum { OPT_CONNECT = 0x100, OPT_PROXY };
 	static const struct option options[] = {
 		{ "udp", no_argument, NULL, 'u' },
 		{ "conns", required_argument, NULL, 'c' },
@@ -1160,6 +1248,7 @@ netecho_bench_main(int argc, char **argv)
 		{ "threads", required_argument, NULL, 'T' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "connect", no_argument, NULL, OPT_CONNECT },
+		{ "proxy", required_argument, NULL, OPT_PROXY },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -1220,6 +1309,10 @@ netecho_bench_main(int argc, char **argv)
 		case OPT_CONNECT:
 			connect_mode = true;
 			break;
+		case OPT_PROXY:
+			if (netecho_proxy_from_string(optarg, &b.proxy) < 0)
+				return usage_error("invalid --proxy '%s': want v1 or v2", optarg);
+			break;
 		case 'h':
 			usage(stdout);
 			return NETECHO_EXIT_OK;
@@ -1237,6 +1330,8 @@ netecho_bench_main(int argc, char **argv)
 		return usage_error("HOST and PORT must not be empty");
 	if (connect_mode && b.udp)
 		return usage_error("--connect measures TCP connections; it does not go with -u");
+	if (b.proxy != NETECHO_PROXY_NONE && b.udp)
+		return usage_error("--proxy sends a TCP connection's header; it does not go with -u");
 	if (b.udp && size_set && b.size > UDP6_MAX_PAYLOAD)
 		return usage_error("-s %lu does not fit in a UDP datagram (at most %lu bytes)",
 				   b.size, UDP6_MAX_PAYLOAD);

@@ -1,3 +1,4 @@
+#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -211,4 +212,97 @@ netecho_usage_error(const char *cmd, void (*usage)(FILE *f), const char *fmt, ..
 	fputc('\n', stderr);
 	usage(stderr);
 	return NETECHO_EXIT_USAGE;
+}
+
+int
+netecho_proxy_from_string(const char *s, enum netecho_proxy *ret)
+{
+	if (strcmp(s, "v1") == 0)
+		*ret = NETECHO_PROXY_V1;
+	else if (strcmp(s, "v2") == 0)
+		*ret = NETECHO_PROXY_V2;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* The v2 signature, then version 2 with command PROXY. */
+static const uint8_t proxy_v2_sig[12] = { 0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
+					  0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A };
+#define PROXY_V2_VER_PROXY 0x21
+#define PROXY_V2_INET_STREAM 0x11
+#define PROXY_V2_INET6_STREAM 0x21
+
+static int
+proxy_v1(int family, const uint8_t src[16], const uint8_t dst[16], uint16_t sport,
+	 uint16_t dport, uint8_t *buf, size_t size)
+{
+	char s[INET6_ADDRSTRLEN], d[INET6_ADDRSTRLEN];
+	int n;
+
+	if (!inet_ntop(family, src, s, sizeof(s)) || !inet_ntop(family, dst, d, sizeof(d)))
+		return -errno;
+	n = snprintf((char *)buf, size, "PROXY %s %s %s %u %u\r\n",
+		     family == AF_INET ? "TCP4" : "TCP6", s, d, sport, dport);
+	if (n < 0)
+		return -EIO;
+	if ((size_t)n >= size)
+		return -ENOBUFS;
+	return n;
+}
+
+static int
+proxy_v2(int family, const uint8_t src[16], const uint8_t dst[16], uint16_t sport,
+	 uint16_t dport, uint8_t *buf, size_t size)
+{
+	size_t alen = family == AF_INET ? 4 : 16;
+	size_t len = 2 * alen + 4;
+	uint8_t *p = buf;
+
+	if (size < 16 + len)
+		return -ENOBUFS;
+	memcpy(p, proxy_v2_sig, sizeof(proxy_v2_sig));
+	p += sizeof(proxy_v2_sig);
+	*p++ = PROXY_V2_VER_PROXY;
+	*p++ = family == AF_INET ? PROXY_V2_INET_STREAM : PROXY_V2_INET6_STREAM;
+	*p++ = (uint8_t)(len >> 8);
+	*p++ = (uint8_t)len;
+	memcpy(p, src, alen);
+	p += alen;
+	memcpy(p, dst, alen);
+	p += alen;
+	*p++ = (uint8_t)(sport >> 8);
+	*p++ = (uint8_t)sport;
+	*p++ = (uint8_t)(dport >> 8);
+	*p++ = (uint8_t)dport;
+	return (int)(p - buf);
+}
+
+int
+netecho_proxy_header(enum netecho_proxy version, int fd, uint8_t *buf, size_t size)
+{
+	union sockaddr_any local, peer;
+	socklen_t llen = sizeof(local), plen = sizeof(peer);
+	uint8_t src[16], dst[16];
+	int fs, fp;
+
+	memset(&local, 0, sizeof(local));
+	memset(&peer, 0, sizeof(peer));
+	if (getsockname(fd, &local.sa, &llen) < 0 || getpeername(fd, &peer.sa, &plen) < 0)
+		return -errno;
+	/* IPv4-mapped addresses come out as AF_INET here. */
+	fs = sockaddr_addr_bytes(&local, src);
+	fp = sockaddr_addr_bytes(&peer, dst);
+	if (fs == 0 || fs != fp)
+		return -EAFNOSUPPORT;
+	switch (version) {
+	case NETECHO_PROXY_V1:
+		return proxy_v1(fs, src, dst, sockaddr_port(&local), sockaddr_port(&peer), buf,
+				size);
+	case NETECHO_PROXY_V2:
+		return proxy_v2(fs, src, dst, sockaddr_port(&local), sockaddr_port(&peer), buf,
+				size);
+	default:
+		return -EINVAL;
+	}
 }

@@ -60,6 +60,31 @@ int netecho_ms_until(uint64_t deadline);
 int netecho_tcp_connect(const struct addrinfo *ai, uint64_t deadline, int *ret_fd,
 			union sockaddr_any *ret_peer);
 
+/* --proxy: the PROXY protocol header (HAProxy's doc/proxy-protocol.txt,
+ * SPEC section 10) a client sends first on every TCP connection to a
+ * listener behind a balancer. */
+enum netecho_proxy {
+	NETECHO_PROXY_NONE,
+	NETECHO_PROXY_V1,
+	NETECHO_PROXY_V2,
+	_NETECHO_PROXY_MAX,
+};
+
+/* The longest header netecho_proxy_header() builds: a v1 TCP6 line. */
+#define NETECHO_PROXY_HEADER_MAX 108
+
+/* "v1" or "v2". -EINVAL for anything else. */
+int netecho_proxy_from_string(const char *s, enum netecho_proxy *ret);
+
+/* The header for connected TCP socket fd into buf: "PROXY TCP4 SRC DST
+ * SPORT DPORT\r\n" (TCP6) for v1, or the v2 signature, PROXY over
+ * AF_INET (AF_INET6) STREAM and the addresses, no TLVs. SRC is fd's own
+ * address (getsockname()), DST the server's (getpeername()); an IPv4-mapped
+ * IPv6 pair is sent as IPv4. Returns the header's length (> 0), or -errno:
+ * -ENOBUFS when size is too small, -EAFNOSUPPORT for a socket that is not
+ * IPv4 or IPv6. */
+int netecho_proxy_header(enum netecho_proxy version, int fd, uint8_t *buf, size_t size);
+
 /* Fill buf with random bytes (getrandom(), falling back to the clock). */
 void netecho_random(void *buf, size_t len);
 

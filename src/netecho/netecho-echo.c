@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "netecho-common.h"
@@ -26,6 +27,7 @@
 
 struct probe {
 	bool udp;
+	enum netecho_proxy proxy;
 	uint64_t timeout;
 	const char *host;
 	const char *port;
@@ -43,7 +45,7 @@ static size_t alarm_len;
 static void
 usage(FILE *f)
 {
-	fputs("Usage: netecho echo [-u] [-t TIMEOUT] HOST PORT [MESSAGE]\n"
+	fputs("Usage: netecho echo [-u] [-t TIMEOUT] [--proxy v1|v2] HOST PORT [MESSAGE]\n"
 	      "\n"
 	      "Send MESSAGE (default: \"netecho probe <random hex>\" and a newline) to\n"
 	      "an echo service and verify that exactly the same bytes come back.\n"
@@ -51,6 +53,8 @@ usage(FILE *f)
 	      "  -u, --udp              one datagram, one reply (default: TCP)\n"
 	      "  -t, --timeout SECONDS  whole probe, resolving included (default 10;\n"
 	      "                         fractions allowed)\n"
+	      "      --proxy v1|v2      TCP: send a PROXY protocol header first (for a\n"
+	      "                         listener with proxy_protocol = true)\n"
 	      "  -h, --help             show this help\n"
 	      "\n"
 	      "Exit status: 0 OK, 2 CRITICAL (refused, timeout, wrong echo), 3 UNKNOWN.\n",
@@ -154,8 +158,8 @@ probe_tcp(struct probe *p, const struct addrinfo *res)
 {
 	_cleanup_(closep) int fd = -1;
 	union sockaddr_any peer;
-	uint8_t buf[65536];
-	size_t sent = 0, got = 0;
+	uint8_t buf[65536], hdr[NETECHO_PROXY_HEADER_MAX];
+	size_t sent = 0, got = 0, hdr_len = 0, hdr_sent = 0;
 	int r;
 
 	r = netecho_tcp_connect(res, p->deadline, &fd, &peer);
@@ -164,11 +168,19 @@ probe_tcp(struct probe *p, const struct addrinfo *res)
 		return critical("timeout after %g s connecting to %s", timeout_sec(p), p->peer);
 	if (r < 0)
 		return critical("cannot connect to %s: %s", p->peer, strerror(-r));
+	if (p->proxy != NETECHO_PROXY_NONE) {
+		r = netecho_proxy_header(p->proxy, fd, hdr, sizeof(hdr));
+		if (r < 0)
+			return critical("%s: cannot build the PROXY header: %s", p->peer,
+					strerror(-r));
+		hdr_len = (size_t)r;
+	}
 
 	/* Read while sending: a message larger than the socket buffers
 	 * would otherwise deadlock against a server whose buffer is full. */
 	while (got < p->len) {
-		short events = POLLIN | (sent < p->len ? POLLOUT : 0);
+		bool sending = hdr_sent < hdr_len || sent < p->len;
+		short events = POLLIN | (sending ? POLLOUT : 0);
 		ssize_t n;
 
 		r = netecho_wait_fd(fd, events, p->deadline);
@@ -178,13 +190,24 @@ probe_tcp(struct probe *p, const struct addrinfo *res)
 		if (r < 0)
 			return critical("%s: poll: %s", p->peer, strerror(-r));
 
-		if (sent < p->len && (r & (POLLOUT | POLLERR | POLLHUP))) {
-			n = send(fd, p->msg + sent, p->len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (sending && (r & (POLLOUT | POLLERR | POLLHUP))) {
+			/* The header and the message in one write. */
+			struct iovec iov[2] = {
+				{ .iov_base = hdr + hdr_sent, .iov_len = hdr_len - hdr_sent },
+				{ .iov_base = (void *)(p->msg + sent), .iov_len = p->len - sent },
+			};
+			struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+			size_t h;
+
+			n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 			if (n < 0 && errno != EAGAIN && errno != EINTR)
 				return critical("%s: send after %zu of %zu bytes: %s", p->peer,
 						sent, p->len, strerror(errno));
-			if (n > 0)
-				sent += (size_t)n;
+			if (n > 0) {
+				h = MIN((size_t)n, hdr_len - hdr_sent);
+				hdr_sent += h;
+				sent += (size_t)n - h;
+			}
 		}
 		if (!(r & (POLLIN | POLLERR | POLLHUP)))
 			continue;
@@ -274,9 +297,11 @@ probe_udp(struct probe *p, const struct addrinfo *res)
 int
 netecho_echo_main(int argc, char **argv)
 {
+	enum { OPT_PROXY = 0x100 };
 	static const struct option options[] = {
 		{ "udp", no_argument, NULL, 'u' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "proxy", required_argument, NULL, OPT_PROXY },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -299,6 +324,10 @@ netecho_echo_main(int argc, char **argv)
 				return unknown("invalid timeout '%s': want seconds > 0, at most %g",
 					       optarg, MAX_TIMEOUT_SEC);
 			break;
+		case OPT_PROXY:
+			if (netecho_proxy_from_string(optarg, &p.proxy) < 0)
+				return unknown("invalid --proxy '%s': want v1 or v2", optarg);
+			break;
 		case 'h':
 			usage(stdout);
 			return NETECHO_EXIT_OK;
@@ -310,6 +339,8 @@ netecho_echo_main(int argc, char **argv)
 	}
 	if (argc - optind < 2)
 		return unknown("HOST and PORT are required");
+	if (p.udp && p.proxy != NETECHO_PROXY_NONE)
+		return unknown("--proxy sends a TCP connection's header; it does not go with -u");
 	if (argc - optind > 3)
 		return unknown("too many arguments (quote a MESSAGE with spaces)");
 	p.host = argv[optind];
