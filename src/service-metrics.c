@@ -128,10 +128,11 @@ render(struct session *s, char **ret, size_t *ret_len)
 
 	if (!sh)
 		return -ENXIO;
-	v = malloc(STATS_SLOTS_MAX * sizeof(*v));
+	n = stats_snapshot_max(sh);
+	v = malloc(MAX(n, (size_t)1) * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	n = stats_snapshot(sh, v, STATS_SLOTS_MAX);
+	n = stats_snapshot(sh, v, n);
 	r = metrics_render(&(struct metrics_global){
 				   .version = PACKAGE_VERSION,
 				   .start_usec = sh->start_usec,

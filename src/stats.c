@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 
 #include "stats.h"
+#include "util.h"
 
 static const char *const refuse_names[_REFUSE_MAX] = {
 	[REFUSE_DENY] = "deny",
@@ -119,6 +120,8 @@ stats_slot_take(struct stats_shared *s)
 			continue;
 		slot->used = true;
 		memset(&slot->stats, 0, sizeof(slot->stats));
+		if (i + 1 > atomic_load(&s->n_slots))
+			atomic_store(&s->n_slots, (uint32_t)(i + 1));
 		return slot;
 	}
 	return NULL;
@@ -161,6 +164,12 @@ stats_slot_of(struct stats_shared *s, struct listener_stats *st)
 	return NULL;
 }
 
+size_t
+stats_snapshot_max(const struct stats_shared *s)
+{
+	return MIN((size_t)atomic_load(&s->n_slots), (size_t)STATS_SLOTS_MAX);
+}
+
 static int
 by_name(const void *a, const void *b)
 {
@@ -174,9 +183,9 @@ by_name(const void *a, const void *b)
 size_t
 stats_snapshot(const struct stats_shared *s, struct stats_view *ret, size_t max)
 {
-	size_t n = 0;
+	size_t n = 0, end = MIN((size_t)atomic_load(&s->n_slots), (size_t)STATS_SLOTS_MAX);
 
-	for (size_t i = 0; i < STATS_SLOTS_MAX && n < max; i++) {
+	for (size_t i = 0; i < end && n < max; i++) {
 		struct stats_slot *slot = (struct stats_slot *)&s->slots[i];
 		const struct listener_stats *st = &slot->stats;
 		struct stats_view *v = &ret[n];

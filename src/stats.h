@@ -95,6 +95,8 @@ struct stats_shared {
 	uint64_t start_usec; /* CLOCK_REALTIME when the daemon started */
 	_Atomic uint64_t reload_usec; /* the last reload attempt, start before any */
 	_Atomic bool reload_ok;
+	/* Slots ever taken: readers look no further. */
+	_Atomic uint32_t n_slots;
 	struct stats_slot slots[STATS_SLOTS_MAX];
 };
 
@@ -122,3 +124,5 @@ struct stats_view {
 /* Copy every visible listener into ret (room for max), sorted by name;
  * returns how many. */
 size_t stats_snapshot(const struct stats_shared *s, struct stats_view *ret, size_t max);
+/* How many a snapshot can hold at most now. */
+size_t stats_snapshot_max(const struct stats_shared *s);
