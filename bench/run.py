@@ -57,6 +57,7 @@ PORT_ND = 15000   # + model index: netechod tcp and udp
 PORT_REF = 15100  # + model index: ref-echo tcp and udp
 PORT_TOOL = 15200  # + tool index
 PORT_PX = 15300   # + model index: netechod tcp with proxy_protocol (connectpx)
+PORT_METRICS = 15400  # the metrics listener of mode scrape
 EPHEMERAL = "20000 65000"
 
 MODELS = ["fork", "thread", "select", "poll", "epoll", "epoll2"]
@@ -104,6 +105,11 @@ PX_VARIANTS = [
     ("v2", Mode("connectpx-v2", "connect rate, PROXY v2",
                 MODE_BY_KEY["connectpx"].args + ["--proxy", "v2"])),
 ]
+# Mode scrape (alone): pp64x50 on each model's echo listener with and
+# without a client scraping the metrics listener 20 times a second; the
+# ratio of the two rates must be >= SCRAPE_MIN_RATIO.
+SCRAPE_HZ = 20
+SCRAPE_MIN_RATIO = 0.95
 QUICK_MODES = ["pp64x50", "connect", "udp64x50"]
 
 IDLE_N = {"fork": 1000, "select": 950, "thread": 10000, "poll": 10000, "epoll": 10000,
@@ -429,7 +435,7 @@ class Context:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def netechod_config(ctx, models, proxy=False):
+def netechod_config(ctx, models, proxy=False, metrics=False):
     out = ['log_level = "notice";', "shutdown_timeout = 1;",
            "defaults = { max_clients = 20000; idle_timeout = 0; backlog = 1024; };",
            "listeners = ("]
@@ -454,6 +460,10 @@ def netechod_config(ctx, models, proxy=False):
             items.append(f'  {{ name = "b-{m}-{name}"; protocol = "{proto}"; '
                          f'address = "{HOST}"; port = {p}; model = "{model}"; '
                          f'service = "echo";{extra} }}')
+    if metrics:
+        items.append(f'  {{ name = "b-metrics"; protocol = "tcp"; address = "{HOST}"; '
+                     f'port = {PORT_METRICS}; model = "poll"; service = "metrics"; '
+                     f'max_clients = 16; idle_timeout = 60; }}')
     out.append(",\n".join(items))
     out.append(");")
     path = os.path.join(ctx.tmp, "netechod.conf")
@@ -472,10 +482,10 @@ def echo_ok(ctx, port, udp=False, timeout=2, proxy=None):
     return r.returncode == 0
 
 
-def start_netechod(ctx, models, proxy=False):
+def start_netechod(ctx, models, proxy=False, metrics=False):
     """Targets by (model, "tcp" | "udp" | "tcppx"); "tcppx" (the listener
     with proxy_protocol) only with proxy."""
-    conf = netechod_config(ctx, models, proxy)
+    conf = netechod_config(ctx, models, proxy, metrics)
     r = subprocess.run([ctx.netechod, "-t", "-c", conf], capture_output=True, text=True,
                        timeout=30)
     if r.returncode != 0:
@@ -1371,6 +1381,104 @@ def setup_netns():
             pass
 
 
+class Scraper:
+    """GET /metrics SCRAPE_HZ times a second on a fresh connection each
+    time (what costs the server most), in a thread, while a bench runs."""
+
+    def __init__(self, port, hz):
+        import threading
+        self.port, self.period = port, 1.0 / hz
+        self.ok = self.errors = 0
+        self.first_error = None
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def once(self):
+        with socket.create_connection((HOST, self.port), timeout=2) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                data += b
+        head, _, body = data.partition(b"\r\n\r\n")
+        m = re.search(rb"Content-Length: (\d+)", head)
+        if not head.startswith(b"HTTP/1.1 200 ") or not m or int(m.group(1)) != len(body):
+            raise ValueError(f"bad response: {head[:80]!r}")
+
+    def run(self):
+        nxt = time.monotonic()
+        while not self.stop_ev.is_set():
+            try:
+                self.once()
+                self.ok += 1
+            except (OSError, ValueError) as e:
+                self.errors += 1
+                self.first_error = self.first_error or str(e)
+            nxt += self.period
+            self.stop_ev.wait(max(0.0, nxt - time.monotonic()))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_ev.set()
+        self.thread.join(timeout=10)
+
+
+def scrape_main(ctx, args, models, argv_str):
+    mode = MODE_BY_KEY["pp64x50"]
+    rows, failed = [], False
+    started = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+    try:
+        nd = start_netechod(ctx, models, metrics=True)
+        end = time.monotonic() + 10
+        while not tcp_accepts(PORT_METRICS) and time.monotonic() < end:
+            time.sleep(0.1)
+        for m in models:
+            t = nd[(m, "tcp")]
+            base, scr, scrapes, errs = [], [], 0, []
+            for rnd in range(args.rounds):
+                r0 = run_bench(ctx, t, mode, args.duration)
+                with Scraper(PORT_METRICS, SCRAPE_HZ) as sc:
+                    r1 = run_bench(ctx, t, mode, args.duration)
+                base.append(r0.get("msgs_per_s") or 0.0)
+                scr.append(r1.get("msgs_per_s") or 0.0)
+                scrapes += sc.ok
+                for r in (r0, r1):
+                    if r.get("errors"):
+                        errs.append(r.get("first_error") or "bench errors")
+                if sc.errors:
+                    errs.append(f"{sc.errors} failed scrapes: {sc.first_error}")
+                log(f"bench: scrape {m} round {rnd + 1}: {base[-1]:.0f} msgs/s alone, "
+                    f"{scr[-1]:.0f} while scraping ({sc.ok} scrapes)")
+            mb, ms = statistics.median(base), statistics.median(scr)
+            ratio = ms / mb if mb else 0.0
+            want = scrapes >= 0.8 * SCRAPE_HZ * args.duration * args.rounds
+            if ratio < SCRAPE_MIN_RATIO or errs or not want:
+                failed = True
+            rows.append((m, mb, ms, ratio, scrapes, "; ".join(errs) or
+                         ("" if want else "too few scrapes")))
+    except KeyboardInterrupt:
+        log("bench: interrupted")
+        failed = True
+    finally:
+        ctx.cleanup()
+    print(f"## Scraping while serving: {mode.title}, {SCRAPE_HZ} scrapes/s\n")
+    print(f"{started}; `{argv_str}`; {args.rounds} rounds of {args.duration:g} s, "
+          f"medians; ratio = with / without scraping, at least {SCRAPE_MIN_RATIO}.\n")
+    print("| model | msgs/s alone | msgs/s scraped | ratio | scrapes | problems |")
+    print("|---|---:|---:|---:|---:|---|")
+    for m, mb, ms, ratio, n, e in rows:
+        print(f"| {m} | {mb:.0f} | {ms:.0f} | {ratio:.3f} | {n} | {e} |")
+    if failed:
+        log("bench: scrape FAILED")
+        return 1
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1387,7 +1495,8 @@ def main():
                     "after the line '<!-- end of generated part -->' is kept)")
     ap.add_argument("--json", help="write every raw result here")
     ap.add_argument("--modes", help="comma-separated subset of: " +
-                    ",".join(m.key for m in MODES))
+                    ",".join(m.key for m in MODES) + "; or scrape (alone): pp64x50 while "
+                    "the metrics listener is scraped 20 times a second")
     ap.add_argument("--models", help="comma-separated subset of: " + ",".join(MODELS))
     ap.add_argument("--no-tools", action="store_true", help="skip xinetd, socat, ncat, ...")
     ap.add_argument("--no-idle", action="store_true", help="skip the idle-connection test")
@@ -1411,7 +1520,8 @@ def main():
         args.retries, args.quiet_wait = 0, 0.0
     if args.rounds < 1 or args.duration <= 0:
         ap.error("--rounds must be >= 1 and --duration > 0")
-    modes = [MODE_BY_KEY[k] for k in (args.modes.split(",") if args.modes else
+    scrape = args.modes == "scrape"
+    modes = [] if scrape else [MODE_BY_KEY[k] for k in (args.modes.split(",") if args.modes else
                                       (QUICK_MODES if args.quick else
                                        [m.key for m in MODES]))
              if k in MODE_BY_KEY or ap.error(f"unknown mode {k}")]
@@ -1453,6 +1563,8 @@ def main():
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
 
+    if scrape:
+        return scrape_main(ctx, args, models, argv_str)
     started = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
     t_start = time.monotonic()
     rep = Report(ctx, models, modes, args.rounds)

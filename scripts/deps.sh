@@ -7,6 +7,7 @@ packages=(
 	meson ninja-build pkg-config gcc libc6-dev
 	libconfig-dev libsystemd-dev check
 	mandoc socat systemd iproute2 procps
+	prometheus  # promtool: the metrics tests check the exposition with it
 )
 [ "${NETECHOD_DEPS_EXTRA:-}" ] && read -r -a extra <<<"$NETECHOD_DEPS_EXTRA" && packages+=("${extra[@]}")
 

@@ -82,7 +82,7 @@ admission_refuse(struct listener_rt *l, int fd, const union sockaddr_any *peer,
 	unsigned suppressed = 0;
 	bool ok;
 
-	STATS_ADD(l, refused, 1);
+	STATS_ADD(l, refused[refuse_reason_from_message(reason)], 1);
 	if (full && strcmp(reason, "server full") == 0)
 		(void)send(fd, full, strlen(full), MSG_NOSIGNAL | MSG_DONTWAIT);
 	safe_close(fd);

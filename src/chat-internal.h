@@ -98,6 +98,7 @@ struct chat_ctx {
 	char *out; /* CHAT_OUT_SIZE(max_line) bytes */
 	size_t out_size;
 	unsigned max_line;
+	struct listener_stats *stats; /* or NULL */
 };
 
 /* Error and notice lines shared by both room kinds. */
@@ -119,5 +120,9 @@ void chat_announce_self(const struct chat_ctx *c, void *m);
 /* name is gone from the room already: "left" to everyone still in it. */
 void chat_announce_left(const struct chat_ctx *c, const char *name, const char *reason,
 			size_t reason_len);
+/* Count a line over rate_limit ("! slow down"), and set the members
+ * gauge (udp: also the joined peers, conns_now). stats may be NULL. */
+void chat_count_rate_limited(struct listener_stats *stats);
+void chat_count_members(struct listener_stats *stats, unsigned n, bool as_conns);
 /* A sanitized, non-blank line of a member with a name. */
 void chat_handle_line(const struct chat_ctx *c, void *m, const char *line, size_t n);

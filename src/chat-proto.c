@@ -4,6 +4,7 @@
 #include <sys/random.h>
 
 #include "chat-internal.h"
+#include "stats.h"
 #include "util.h"
 
 /* The chat protocol of SPEC section 5 that the stream rooms (chat-room.c)
@@ -301,6 +302,32 @@ others(const struct chat_ctx *c, void *m, size_t len)
 	c->ops->broadcast(c->room, m, c->out, len);
 }
 
+/* netechod_chat_messages_total: a line relayed, once however many get it. */
+static void
+count_message(const struct chat_ctx *c)
+{
+	if (c->stats)
+		atomic_fetch_add_explicit(&c->stats->chat_messages, 1, memory_order_relaxed);
+}
+
+void
+chat_count_rate_limited(struct listener_stats *stats)
+{
+	if (stats)
+		atomic_fetch_add_explicit(&stats->refused[REFUSE_RATE_LIMIT], 1,
+					  memory_order_relaxed);
+}
+
+void
+chat_count_members(struct listener_stats *stats, unsigned n, bool as_conns)
+{
+	if (!stats)
+		return;
+	atomic_store_explicit(&stats->chat_members, n, memory_order_relaxed);
+	if (as_conns)
+		atomic_store_explicit(&stats->conns_now, n, memory_order_relaxed);
+}
+
 /* User text echoed in an error: at most CHAT_QUOTE_MAX bytes, cut at a
  * character boundary (the text is sanitized, so valid UTF-8), "..." marks
  * a cut. */
@@ -508,6 +535,7 @@ private_message(const struct chat_ctx *c, void *m, const struct chat_cmd_args *a
 		reply(c, m, format(c, "! no such user \"%.*s%s\"", k, a->arg, ellipsis));
 		return;
 	}
+	count_message(c);
 	reply(c, to,
 	      format(c, "<%s> (private) %.*s", c->ops->nick(c->room, m), (int)a->text_len,
 		     a->text));
@@ -533,6 +561,7 @@ chat_handle_line(const struct chat_ctx *c, void *m, const char *line, size_t n)
 
 	switch (chat_cmd_parse(line, n, &a)) {
 	case CHAT_CMD_TEXT:
+		count_message(c);
 		others(c, m,
 		       format(c, "<%s> %.*s", c->ops->nick(c->room, m), (int)a.text_len, a.text));
 		break;
@@ -543,12 +572,14 @@ chat_handle_line(const struct chat_ctx *c, void *m, const char *line, size_t n)
 		nick_change(c, m, &a);
 		break;
 	case CHAT_CMD_ME:
-		if (a.text_len == 0)
+		if (a.text_len == 0) {
 			chat_send_line(c, m, "! usage: /me TEXT");
-		else
+		} else {
+			count_message(c);
 			others(c, m,
 			       format(c, "* %s %.*s", c->ops->nick(c->room, m), (int)a.text_len,
 				      a.text));
+		}
 		break;
 	case CHAT_CMD_MSG:
 		private_message(c, m, &a);

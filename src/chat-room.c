@@ -404,6 +404,7 @@ room_ctx(struct chat_room *r)
 		.out = r->out,
 		.out_size = r->out_size,
 		.max_line = r->s.max_line,
+		.stats = r->s.stats,
 	};
 }
 
@@ -552,6 +553,7 @@ member_line(struct chat_room *r, struct chat_member *m, const uint8_t *p, size_t
 		return;
 	if (m->source && !chat_bucket_take(&m->source->bucket, r->s.rate_limit, now_usec)) {
 		chat_send_line(&c, m, "! slow down");
+		chat_count_rate_limited(r->s.stats);
 		return;
 	}
 	if (m->state == MEMBER_UNNAMED)
@@ -588,6 +590,7 @@ chat_member_input(struct chat_room *r, struct chat_member *m, const uint8_t *p, 
 			tcp_close(r, m, "out of memory");
 		}
 	}
+	chat_count_members(r->s.stats, r->lists[MEMBER_NAMED].n, false);
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -609,6 +612,7 @@ chat_room_leave(struct chat_room *r, struct chat_member *m)
 		list_unlink(&r->lists[m->state], m);
 	source_unref(r, m->source);
 	member_free(m);
+	chat_count_members(r->s.stats, r->lists[MEMBER_NAMED].n, false);
 	pthread_mutex_unlock(&r->lock);
 }
 

@@ -80,6 +80,7 @@ struct chat_udp {
 	uint32_t magic;
 	bool shutdown;
 	unsigned max_line, rate_limit, idle_timeout;
+	struct listener_stats *stats; /* shared memory too, or NULL */
 	uint32_t peer_cap, pend_cap, addr_cap, nick_cap;
 	uint32_t peer_hw, peer_free, pend_hw, pend_free;
 	struct udp_list joined, active, pending;
@@ -573,6 +574,7 @@ udp_ctx(struct udp_call *call)
 		.out = (char *)u + u->off_out,
 		.out_size = u->out_size,
 		.max_line = u->max_line,
+		.stats = u->stats,
 	};
 }
 
@@ -616,6 +618,7 @@ chat_udp_init(struct chat_udp *u, const struct chat_settings *s)
 	u->max_line = s->max_line;
 	u->rate_limit = s->rate_limit;
 	u->idle_timeout = s->idle_timeout;
+	u->stats = s->stats;
 	u->peer_cap = l.peer_cap;
 	u->pend_cap = l.pend_cap;
 	u->addr_cap = l.addr_cap;
@@ -798,6 +801,7 @@ pending_datagram(struct udp_call *call, uint32_t pi, const uint8_t *p, size_t n,
 
 	if (u->rate_limit > 0 && !chat_bucket_take(&pend->src.bucket, u->rate_limit, now_usec)) {
 		chat_send_line(&c, pend, "! slow down");
+		chat_count_rate_limited(u->stats);
 		return;
 	}
 	if (n > u->max_line) {
@@ -827,6 +831,7 @@ peer_datagram(struct udp_call *call, uint32_t i, const uint8_t *p, size_t n, uin
 
 	if (u->rate_limit > 0 && !chat_bucket_take(&peer->src.bucket, u->rate_limit, now_usec)) {
 		chat_send_line(&c, peer, "! slow down");
+		chat_count_rate_limited(u->stats);
 		return;
 	}
 	if (n > u->max_line) {
@@ -886,6 +891,7 @@ chat_udp_datagram(struct chat_udp *u, const struct chat_udp_transport *t, void *
 		src_set_local(&pendings(u)[ref & ~REF_PENDING].src, local);
 	pending_datagram(&call, ref & ~REF_PENDING, p, n, now_usec);
 out:
+	chat_count_members(u->stats, u->joined.n, true);
 	udp_unlock(u);
 }
 
@@ -919,6 +925,7 @@ chat_udp_tick(struct chat_udp *u, const struct chat_udp_transport *t, void *ctx,
 		next = next ? MIN(next, d) : d;
 	}
 out:
+	chat_count_members(u->stats, u->joined.n, true);
 	udp_unlock(u);
 	return next;
 }

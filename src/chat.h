@@ -29,12 +29,17 @@ union sockaddr_any;
  * holds nobody back any more, and goes as a slow consumer. */
 #define CHAT_HOLD_USEC UINT64_C(1000000)
 
+struct listener_stats;
+
 struct chat_settings {
 	const char *listener; /* room name in the welcome line */
 	unsigned max_clients;
 	unsigned max_line;   /* longest accepted line, bytes, terminator excluded */
 	unsigned rate_limit; /* lines per second per source address, 0 = none */
 	unsigned idle_timeout; /* seconds, 0 = never (UDP peers; TCP is the handler's) */
+	/* Counters the room keeps (members, messages, rate_limit refusals;
+	 * udp: joined peers as conns_now), or NULL. */
+	struct listener_stats *stats;
 };
 
 /* ---------------- stream (TCP) rooms: chat-room.c ---------------- */

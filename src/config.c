@@ -70,6 +70,7 @@ static const char *const service_names[_SERVICE_MAX] = {
 	[SERVICE_CHAT] = "chat",
 	[SERVICE_DISCARD] = "discard",
 	[SERVICE_CHARGEN] = "chargen",
+	[SERVICE_METRICS] = "metrics",
 };
 
 /* Indexed by syslog priority; only these five can be configured. */
@@ -933,6 +934,10 @@ check_listener(struct parser *p, const struct keyset *ks, const struct keyset *d
 	if (is(ks, KEY_SERVICE, SERVICE_CHARGEN) && is(ks, KEY_PROTOCOL, PROTOCOL_UDP))
 		error_s(p, ks->where[KEY_SERVICE],
 			"service chargen is tcp only: udp chargen is a traffic amplifier; use protocol \"tcp\"");
+	/* HTTP runs over tcp. */
+	if (is(ks, KEY_SERVICE, SERVICE_METRICS) && is(ks, KEY_PROTOCOL, PROTOCOL_UDP))
+		error_s(p, ks->where[KEY_SERVICE],
+			"service metrics is tcp only (HTTP); use protocol \"tcp\"");
 
 	/* SPEC 10: the header is a stream's first bytes; a datagram has
 	 * none, and a header from anyone would let anyone pick their address. */
@@ -1087,6 +1092,11 @@ parse_listeners(struct parser *p, const config_setting_t *list, const struct key
 	n = (size_t)config_setting_length(list);
 	if (n == 0) {
 		error_s(p, list, "no listeners defined; add listeners = ( { ... } );");
+		return;
+	}
+	if (n > CONFIG_LISTENERS_MAX) {
+		error_s(p, list, "listeners: %zu listeners, at most %d are allowed", n,
+			CONFIG_LISTENERS_MAX);
 		return;
 	}
 

@@ -26,6 +26,7 @@ enum service_kind {
 	SERVICE_CHAT,
 	SERVICE_DISCARD,
 	SERVICE_CHARGEN,
+	SERVICE_METRICS,
 	_SERVICE_MAX,
 };
 
@@ -42,6 +43,9 @@ int log_level_from_string(const char *s); /* level or -EINVAL */
 
 #define LISTENER_NAME_MAX 32
 #define PREFIX_MAX 64
+/* Listeners in one file (the shared counters have room for twice as
+ * many, so that a reload can replace every one while the old drain). */
+#define CONFIG_LISTENERS_MAX 512
 /* select(2) listeners must leave room under FD_SETSIZE for the listening
  * sockets, signalfd, stdio and friends. */
 #define SELECT_RESERVED_FDS 64

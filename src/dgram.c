@@ -85,10 +85,11 @@ send_datagram(struct listener_rt *l, const struct dgram_local *from,
 	if (n < 0) {
 		/* A full socket buffer or an unreachable peer: UDP gives no
 		 * guarantee, so the datagram is dropped and counted. */
-		STATS_ADD(l, dropped, 1);
+		STATS_ADD(l, dropped[DROP_ERROR], 1);
 		return -errno;
 	}
 	STATS_ADD(l, bytes_out, (uint64_t)n);
+	STATS_ADD(l, dgrams_out, 1);
 	return 0;
 }
 

@@ -24,6 +24,8 @@
 #define PORT_MAP_SIZE 8192
 
 struct listener_stats;
+struct stats_shared;
+struct stats_slot;
 
 struct dispatcher;
 
@@ -34,7 +36,8 @@ struct dlistener {
 	int *fds;
 	size_t n_fds, n_addrs;
 	bool shared;
-	struct listener_stats *stats; /* shared mapping */
+	struct listener_stats *stats; /* in slot, in d->shared_stats */
+	struct stats_slot *slot;
 	pid_t pid;                    /* 0 when not running */
 	int ready_fd;
 	bool ready;
@@ -61,6 +64,7 @@ struct dispatcher {
 	int sfd;
 	struct dlistener *listeners;
 	uint8_t *port_map;
+	struct stats_shared *shared_stats; /* every listener's counters */
 	struct activated *act;
 	size_t n_act;
 	bool ready_sent;
@@ -90,6 +94,8 @@ void dispatcher_close_fds(struct dlistener *dl);
 void dispatcher_rebuild_port_map(struct dispatcher *d);
 
 /* dispatcher-supervise.c */
+/* (Re)publish dl's settings to the metrics service. */
+void dispatcher_publish_info(struct dlistener *dl);
 struct dlistener *dispatcher_listener_new(struct dispatcher *d, const struct listener_config *cfg);
 void dispatcher_listener_unlink(struct dispatcher *d, struct dlistener *dl);
 void dispatcher_listener_free(struct dlistener *dl);

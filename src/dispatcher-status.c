@@ -108,6 +108,6 @@ dispatcher_log_counters(struct dispatcher *d)
 			     " out %" PRIu64 ", refused %" PRIu64 ", dropped %" PRIu64,
 			     atomic_load(&s->conns_now), atomic_load(&s->conns_total),
 			     atomic_load(&s->bytes_in), atomic_load(&s->bytes_out),
-			     atomic_load(&s->refused), atomic_load(&s->dropped));
+			     stats_refused_sum(s), stats_dropped_sum(s));
 	}
 }

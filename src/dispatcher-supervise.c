@@ -13,20 +13,35 @@
 #include "handler.h"
 #include "listener.h"
 #include "log.h"
+#include "stats.h"
 
 /* One handler process per listener: started here, watched until it is
  * ready, restarted with a growing delay when it dies, asked to stop and
  * killed when it outlives its drain. */
 
+void
+dispatcher_publish_info(struct dlistener *dl)
+{
+	struct stats_info info = { .port = dl->cfg.port };
+
+	snprintf(info.name, sizeof(info.name), "%s", dl->cfg.name);
+	snprintf(info.address, sizeof(info.address), "%s", dl->cfg.address ? dl->cfg.address : "*");
+	snprintf(info.protocol, sizeof(info.protocol), "%s", protocol_to_string(dl->cfg.protocol));
+	snprintf(info.model, sizeof(info.model), "%s", model_to_string(dl->cfg.model));
+	snprintf(info.service, sizeof(info.service), "%s", service_to_string(dl->cfg.service));
+	stats_slot_publish(dl->slot, &info);
+}
+
+/* A slot in the region every handler sees, so that a metrics listener
+ * also lists those a reload adds after it started. */
 static int
 stats_map(struct dlistener *dl)
 {
-	void *p = mmap(NULL, sizeof(struct listener_stats), PROT_READ | PROT_WRITE,
-		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED)
-		return -errno;
-	dl->stats = p;
+	dl->slot = stats_slot_take(dl->d->shared_stats);
+	if (!dl->slot)
+		return -ENOSPC;
+	dl->stats = &dl->slot->stats;
+	dispatcher_publish_info(dl);
 	return 0;
 }
 
@@ -71,8 +86,7 @@ dispatcher_listener_free(struct dlistener *dl)
 		safe_close(dl->ready_fd);
 	}
 	dispatcher_close_fds(dl);
-	if (dl->stats)
-		munmap(dl->stats, sizeof(*dl->stats));
+	stats_slot_release(dl->slot);
 	listener_config_done(&dl->cfg);
 	if (dl->pending) {
 		listener_config_done(dl->pending);
@@ -111,15 +125,15 @@ run_handler(struct dlistener *dl, int ready_fd)
 		.shared = dl->shared,
 		.shutdown_timeout = d->config->shutdown_timeout,
 		.stats = dl->stats,
+		.shared_stats = d->shared_stats,
 		.udp_port_map = d->port_map,
 		.ready_fd = ready_fd,
 	};
 	sigset_t mask;
 	int code;
 
-	/* Keep only this listener's sockets and counters. Each
-	 * mapping dropped here is one a fork-model handler would
-	 * otherwise copy and tear down for every connection. */
+	/* Keep only this listener's sockets. The counters of all are one
+	 * mapping, which the metrics service reads. */
 	for (struct dlistener *o = d->listeners; o; o = o->next) {
 		if (o == dl)
 			continue;
@@ -128,9 +142,6 @@ run_handler(struct dlistener *dl, int ready_fd)
 				safe_close(o->fds[i]);
 		if (o->ready_fd >= 0)
 			safe_close(o->ready_fd);
-		if (o->stats)
-			(void)munmap(o->stats, sizeof(*o->stats));
-		o->stats = NULL;
 	}
 	for (size_t i = 0; i < d->n_act; i++)
 		safe_close(d->act[i].fd);
@@ -324,8 +335,10 @@ on_child_exit(struct dispatcher *d, pid_t pid, int status)
 	dl->ready = false;
 	log_listener(LOG_ERR, dl->cfg.name, NULL, "handler (pid %ld) %s; restarting in %" PRIu64 " s",
 		     (long)pid, how, delay / USEC_PER_SEC);
-	/* Its connections died with it. */
+	/* Its connections (and chat members) died with it. */
 	atomic_store(&dl->stats->conns_now, 0);
+	atomic_store(&dl->stats->chat_members, 0);
+	atomic_fetch_add(&dl->stats->restarts, 1);
 	loop_timer_set(d->loop, &dl->restart_timer, loop_now(d->loop) + delay, on_restart_timer, dl);
 	dispatcher_update_status(d, false);
 }

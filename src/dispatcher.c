@@ -20,6 +20,7 @@
 #include "loop.h"
 #include "reload-plan.h"
 #include "sdproto.h"
+#include "stats.h"
 
 /* The dispatcher owns the sockets and supervises one handler process per
  * listener. It never serves a client itself, so a crash in a handler
@@ -65,7 +66,8 @@ dispatcher_apply_pending(struct dispatcher *d, struct dlistener *dl)
 	dl->cfg = *n;
 	free(n);
 	dl->failures = 0;
-	memset(dl->stats, 0, sizeof(*dl->stats));
+	stats_reset(dl->stats);
+	dispatcher_publish_info(dl);
 	if (keep) {
 		/* A new backlog applies to the socket we already have. */
 		if (dl->cfg.protocol == PROTOCOL_TCP)
@@ -168,6 +170,7 @@ reload_apply(struct dispatcher *d, struct config *nc)
 			break;
 		case RELOAD_STOP:
 			dl->removed = true;
+			stats_slot_hide(dl->slot);
 			loop_timer_set(d->loop, &dl->restart_timer, 0, NULL, NULL);
 			dispatcher_terminate(dl);
 			if (!dl->pid) {
@@ -210,6 +213,7 @@ reload_failed(struct dispatcher *d, struct config_errors *errs)
 		snprintf(d->status_error, sizeof(d->status_error), "reload failed");
 	}
 	log_error("reload failed, keeping the running configuration");
+	atomic_store(&d->shared_stats->reload_ok, false);
 	dispatcher_update_status(d, true);
 	dispatcher_notify("READY=1");
 }
@@ -222,6 +226,7 @@ reload(struct dispatcher *d)
 
 	(void)sdp_notifyf("RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec());
 	log_notice("reloading %s", d->config->path);
+	atomic_store(&d->shared_stats->reload_usec, realtime_usec());
 	if (config_load(d->config->path, &nc, &errs) != 0) {
 		reload_failed(d, &errs);
 		config_errors_clear(&errs);
@@ -234,7 +239,10 @@ reload(struct dispatcher *d)
 		config_free(nc);
 		d->reloading = false;
 		reload_failed(d, &errs);
+		return;
 	}
+	/* A listener of the new file that could not be bound fails it. */
+	atomic_store(&d->shared_stats->reload_ok, d->status_error[0] == '\0');
 }
 
 static void
@@ -338,6 +346,7 @@ teardown(struct dispatcher *d)
 	loop_free(d->loop);
 	if (d->port_map)
 		munmap(d->port_map, PORT_MAP_SIZE);
+	d->shared_stats = stats_shared_free(d->shared_stats);
 	safe_close(d->sfd);
 	config_free(d->config);
 }
@@ -366,6 +375,11 @@ dispatcher_run(struct config *c, int log_level_override)
 	if (d->port_map == MAP_FAILED) {
 		d->port_map = NULL;
 		log_errno(LOG_ERR, errno, "mmap failed");
+		goto out;
+	}
+	r = stats_shared_new(&d->shared_stats, realtime_usec());
+	if (r < 0) {
+		log_errno(LOG_ERR, r, "mmap failed");
 		goto out;
 	}
 	r = loop_new(&d->loop, LOOP_BACKEND_POLL);

@@ -70,6 +70,7 @@ chat_listener_init(struct listener_rt *l)
 		.max_line = l->cfg.max_line,
 		.rate_limit = l->cfg.rate_limit,
 		.idle_timeout = l->cfg.idle_timeout,
+		.stats = l->stats,
 	};
 	struct chat_state *st;
 	int r;

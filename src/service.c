@@ -7,6 +7,7 @@ static const struct service_ops *const services[_SERVICE_MAX] = {
 	[SERVICE_CHAT] = &service_chat_ops,
 	[SERVICE_DISCARD] = &service_discard_ops,
 	[SERVICE_CHARGEN] = &service_chargen_ops,
+	[SERVICE_METRICS] = &service_metrics_ops,
 };
 
 const struct service_ops *

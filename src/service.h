@@ -48,6 +48,10 @@ struct service_ops {
 	 * every model, is not ended by a half-close, and output the client
 	 * takes counts as activity for idle_timeout. NULL for the others. */
 	void (*on_writable)(struct session *s);
+	/* With on_writable: whether the service has more to send now
+	 * (metrics: a response body); the session waits for the socket only
+	 * then. NULL: always (chargen). */
+	bool (*writable_pending)(struct session *s);
 	/* The peer half-closed. */
 	void (*on_eof)(struct session *s);
 	/* The connection is going away (any reason). */
@@ -68,5 +72,6 @@ extern const struct service_ops service_echo_ops;
 extern const struct service_ops service_chat_ops;
 extern const struct service_ops service_discard_ops;
 extern const struct service_ops service_chargen_ops;
+extern const struct service_ops service_metrics_ops;
 
 const struct service_ops *service_get(enum service_kind k);

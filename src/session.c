@@ -404,10 +404,13 @@ session_wants_read(struct session *s)
 bool
 session_wants_write(struct session *s)
 {
+	const struct service_ops *svc = s->lst->service;
 	bool r;
 
 	lock(s);
-	r = !s->broken && (buffer_len(&s->out) > 0 || (s->lst->service->on_writable && !s->closing));
+	r = !s->broken && (buffer_len(&s->out) > 0 ||
+			   (svc->on_writable && !s->closing &&
+			    (!svc->writable_pending || svc->writable_pending(s))));
 	unlock(s);
 	return r;
 }

@@ -48,15 +48,17 @@ udp_worker_log_ok(struct udp_worker *w, const union sockaddr_any *src, uint64_t 
 	return true;
 }
 
+/* refused: a REFUSE_ reason (deny), else dropped with drop_why. */
 static void
-drop(struct udp_worker *w, const union sockaddr_any *src, const char *why, bool refused)
+drop(struct udp_worker *w, const union sockaddr_any *src, const char *why, bool refused,
+     enum drop_reason drop_why)
 {
 	char peer[SOCKADDR_STR_MAX];
 
 	if (refused)
-		STATS_ADD(w->lst, refused, 1);
+		STATS_ADD(w->lst, refused[REFUSE_DENY], 1);
 	else
-		STATS_ADD(w->lst, dropped, 1);
+		STATS_ADD(w->lst, dropped[drop_why], 1);
 	if (log_get_max_level() < LOG_WARNING || !udp_worker_log_ok(w, src, now_usec()))
 		return;
 	log_listener(LOG_WARNING, w->lst->cfg.name,
@@ -199,20 +201,21 @@ udp_worker_serve(struct udp_worker *w, int fd, unsigned max)
 		}
 		got++;
 		STATS_ADD(l, bytes_in, (uint64_t)n);
+		STATS_ADD(l, dgrams_in, 1);
 		/* Only a wildcard socket has pktinfo on (udp_enable_pktinfo). */
 		if (mh.msg_controllen > 0)
 			local_from_cmsg(&mh, &d.local);
 		v = udpguard_check(&l->guard, &d.peer);
 		if (v != UDPGUARD_OK) {
-			drop(w, &d.peer, udpguard_verdict_to_string(v), false);
+			drop(w, &d.peer, udpguard_verdict_to_string(v), false, DROP_GUARD);
 			continue;
 		}
 		if (!admission_acl_ok(l, &d.peer)) {
-			drop(w, &d.peer, "source not allowed", true);
+			drop(w, &d.peer, "source not allowed", true, DROP_GUARD);
 			continue;
 		}
 		if (l->ratelimit && !ratelimit_allow(l->ratelimit, &d.peer, now_usec())) {
-			drop(w, &d.peer, "rate limit exceeded", false);
+			drop(w, &d.peer, "rate limit exceeded", false, DROP_RATE_LIMIT);
 			continue;
 		}
 		l->service->on_datagram(&d, w->buf, (size_t)n);
