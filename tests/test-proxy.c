@@ -379,19 +379,41 @@ static const struct bad_header bad_headers[] = {
 	{ "half a header, then EOF", bad_truncated, sizeof(bad_truncated) - 1, true },
 };
 
+/* GET /metrics from listener m: the body, or NULL. */
+static char *
+scrape(uint16_t port)
+{
+	static const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	_cleanup_(closep) int fd = connect_ok(port);
+	char *got = NULL;
+	ssize_t n;
+
+	send_str(fd, req);
+	n = harness_recv_until_eof(fd, &got, 1 << 20, IO_MS);
+	ck_assert_msg(n > 0, "[%s] scrape: %zd", cur->tcase, n);
+	return got;
+}
+
 START_TEST(proxy_bad_headers_close_without_data)
 {
 	struct hdaemon d;
-	struct hl_listener l;
-	char buf[512];
-	_cleanup_(freep) char *log = NULL;
+	struct hl_listener l[2];
+	char buf[512], mbuf[256], want[128];
+	_cleanup_(freep) char *log = NULL, *body = NULL;
 	size_t bad = 0;
+	int r;
 
 	ck_assert_int_eq(sizeof(bad_v1_long) - 1, 108);
-	start(&d, &l, buf, sizeof(buf), "chat", NULL);
+	/* With a metrics listener beside it: the refusals are reason proxy. */
+	d = (struct hdaemon){ 0 };
+	l[0] = harness_combo_listener(cur, "lb", "chat", PROXIED, buf, sizeof(buf));
+	l[1] = harness_combo_listener(harness_combo_find("tcp-poll"), "m", "metrics", NULL, mbuf,
+				      sizeof(mbuf));
+	r = harness_start(&d, l, 2, NULL);
+	ck_assert_msg(r == 0, "[%s] start: %s", cur->tcase, strerror(-r));
 	for (size_t i = 0; i < ELEMENTSOF(bad_headers); i++) {
 		const struct bad_header *b = &bad_headers[i];
-		int fd = connect_ok(l.port);
+		int fd = connect_ok(l[0].port);
 
 		send_bytes(fd, b->p, b->n);
 		/* Data after it must not be served either. */
@@ -412,6 +434,10 @@ START_TEST(proxy_bad_headers_close_without_data)
 		      ELEMENTSOF(bad_headers));
 	ck_assert_msg(!strstr(log, "connection opened"),
 		      "[%s] a connection with a bad header was served", cur->tcase);
+	body = scrape(l[1].port);
+	snprintf(want, sizeof(want), "netechod_refused_total{listener=\"lb\",reason=\"proxy\"} %zu\n",
+		 ELEMENTSOF(bad_headers));
+	ck_assert_msg(strstr(body, want), "[%s] metrics: no '%s' in\n%s", cur->tcase, want, body);
 	stop_clean(&d);
 }
 END_TEST
