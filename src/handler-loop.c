@@ -306,11 +306,13 @@ on_pending(struct loop *l, struct loop_timer *t, void *userdata)
 		c->queued = false;
 	if (w->shared)
 		pthread_mutex_unlock(&w->pending_lock);
+	/* Each gets one write for all that was relayed to it since the last
+	 * pass (flush_later), as if the socket had said it was writable. */
 	while (list) {
 		struct lconn *c = list;
 
 		list = c->pending_next;
-		conn_update(c);
+		conn_io(l, c->s.fd, LOOP_WRITE, c);
 	}
 }
 
@@ -357,6 +359,7 @@ conn_want_write(struct session *s)
 static const struct session_driver loop_driver = {
 	.want_write = conn_want_write,
 	.detach = conn_detach,
+	.flush_later = true,
 };
 
 static const char *

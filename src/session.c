@@ -181,10 +181,15 @@ write_through(struct session *s, const struct iovec *iov_in, int n_iov, size_t t
 	return done;
 }
 
+/* The session whose step runs on this thread, if any: what it sends to
+ * others whose driver flushes later is only queued (flush_later). */
+static _Thread_local const struct session *stepping;
+
 void
 session_sendv(struct session *s, const struct iovec *iov, int n_iov)
 {
 	size_t total = 0, skip = 0;
+	bool later = stepping && stepping != s && s->driver && s->driver->flush_later;
 
 	for (int i = 0; i < n_iov; i++)
 		total += iov[i].iov_len;
@@ -193,7 +198,7 @@ session_sendv(struct session *s, const struct iovec *iov, int n_iov)
 	lock(s);
 	if (s->broken)
 		goto out;
-	if (buffer_len(&s->out) == 0) {
+	if (buffer_len(&s->out) == 0 && !later) {
 		skip = write_through(s, iov, n_iov, total);
 		if (s->broken || skip == total)
 			goto out;
@@ -505,8 +510,25 @@ apply_stop(struct session *s, int how)
 	session_close(s, "server stopping");
 }
 
+static unsigned next_what(struct session *s);
+static unsigned step(struct session *s, unsigned ready, uint8_t *scratch, size_t size,
+		     uint64_t now);
+
 unsigned
 session_next(struct session *s)
+{
+	const struct session *outer = stepping;
+	unsigned ev;
+
+	/* session_resume() may feed the service kept input. */
+	stepping = s;
+	ev = next_what(s);
+	stepping = outer;
+	return ev;
+}
+
+static unsigned
+next_what(struct session *s)
 {
 	int stop = atomic_load_explicit(&s->stop_requested, memory_order_relaxed);
 	unsigned ev;
@@ -531,6 +553,18 @@ session_next(struct session *s)
 
 unsigned
 session_step(struct session *s, unsigned ready, uint8_t *scratch, size_t size, uint64_t now)
+{
+	const struct session *outer = stepping;
+	unsigned ev;
+
+	stepping = s;
+	ev = step(s, ready, scratch, size, now);
+	stepping = outer;
+	return ev;
+}
+
+static unsigned
+step(struct session *s, unsigned ready, uint8_t *scratch, size_t size, uint64_t now)
 {
 	if (ready & SESSION_WRITE) {
 		uint64_t before = s->bytes_out;

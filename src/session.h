@@ -67,6 +67,12 @@ struct session_driver {
 	/* session_end(): the service has let go of the session; take it
 	 * off the model's lists and watches before its fd is closed. */
 	void (*detach)(struct session *s);
+	/* Output another session's step sends to this one (a chat relay) is
+	 * only queued, and want_write() called: the driver flushes each such
+	 * session once, soon after that step, so that what one read brought
+	 * leaves as one write per receiver instead of one per line. False:
+	 * it is written through at once when nothing is queued before it. */
+	bool flush_later;
 };
 
 /* One stream connection as a service sees it. Services never touch the
