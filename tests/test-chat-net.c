@@ -26,6 +26,7 @@
 
 #include <check.h>
 
+#include "expect.h"
 #include "harness.h"
 #include "util.h"
 
@@ -218,17 +219,17 @@ tc_take_line(struct tclient *c, char *line, size_t max, size_t *ret_len)
 	size_t n;
 
 	if (!nl) {
-		ck_assert_msg(c->tail - c->head <= LINE_MAX_BYTES,
+		HARNESS_EXPECT(c->tail - c->head <= LINE_MAX_BYTES,
 			      "[%s] %s: %zu bytes without a line end: '%s'", cur->tcase, c->label,
 			      c->tail - c->head, esc(start, c->tail - c->head));
 		return 0;
 	}
 	n = (size_t)(nl - start);
-	ck_assert_msg(n > 0 && start[n - 1] == '\r',
+	HARNESS_EXPECT(n > 0 && start[n - 1] == '\r',
 		      "[%s] %s: server line not ended by CRLF: '%s'", cur->tcase, c->label,
 		      esc(start, n + 1));
 	n--;
-	ck_assert_msg(n < max, "[%s] %s: line of %zu bytes: '%s'", cur->tcase, c->label, n,
+	HARNESS_EXPECT(n < max, "[%s] %s: line of %zu bytes: '%s'", cur->tcase, c->label, n,
 		      esc(start, n));
 	memcpy(line, start, n);
 	line[n] = '\0';
@@ -251,7 +252,7 @@ tc_fill_upto(struct tclient *c, size_t max)
 		c->tail -= c->head;
 		c->head = 0;
 	}
-	ck_assert_msg(c->tail < sizeof(c->buf), "[%s] %s: receive buffer full", cur->tcase,
+	HARNESS_EXPECT(c->tail < sizeof(c->buf), "[%s] %s: receive buffer full", cur->tcase,
 		      c->label);
 	do
 		n = recv(c->fd, c->buf + c->tail, MIN(max, sizeof(c->buf) - c->tail), MSG_DONTWAIT);
@@ -313,7 +314,7 @@ tc_send_bytes(struct tclient *c, const void *p, size_t n)
 {
 	int r = harness_send_all(c->fd, p, n, IO_MS);
 
-	ck_assert_msg(r == 0, "[%s] %s: send '%s': %s", cur->tcase, c->label, esc(p, n),
+	HARNESS_EXPECT(r == 0, "[%s] %s: send '%s': %s", cur->tcase, c->label, esc(p, n),
 		      strerror(-r));
 }
 
@@ -1225,7 +1226,7 @@ START_TEST(chat_tcp_flood_drops_only_the_member_that_does_not_read)
 		size_t len;
 		int r;
 
-		ck_assert_msg(now_usec() < deadline,
+		HARNESS_EXPECT(now_usec() < deadline,
 			      "[%s] flood: bob got %u of %u lines within 40 s (alice sent %zu of %zu bytes, slowpoke left: %d)",
 			      cur->tcase, next, LINES, out_off, out_len, left);
 		r = poll(pfd, out_off < out_len ? 2 : 1, IO_MS);
@@ -1234,7 +1235,7 @@ START_TEST(chat_tcp_flood_drops_only_the_member_that_does_not_read)
 			ssize_t n = send(alice->fd, out + out_off, MIN((size_t)SEND_MAX, out_len - out_off),
 					 MSG_DONTWAIT | MSG_NOSIGNAL);
 
-			ck_assert_msg(n >= 0 || errno == EAGAIN || errno == EINTR,
+			HARNESS_EXPECT(n >= 0 || errno == EAGAIN || errno == EINTR,
 				      "[%s] alice: send: %s", cur->tcase, strerror(errno));
 			if (n > 0)
 				out_off += (size_t)n;
@@ -1242,7 +1243,7 @@ START_TEST(chat_tcp_flood_drops_only_the_member_that_does_not_read)
 		if (pfd[0].revents & (POLLIN | POLLERR | POLLHUP)) {
 			ssize_t n = tc_fill_upto(bob, BOB_READ);
 
-			ck_assert_msg(n > 0 || n == -EAGAIN,
+			HARNESS_EXPECT(n > 0 || n == -EAGAIN,
 				      "[%s] bob, who reads all along, was disconnected after %u of %u lines (%s)",
 				      cur->tcase, next, LINES, n == 0 ? "EOF" : strerror((int)-n));
 		}
@@ -1250,7 +1251,7 @@ START_TEST(chat_tcp_flood_drops_only_the_member_that_does_not_read)
 			unsigned k = UINT_MAX;
 
 			if (sscanf(line, "<alice> L%7u ", &k) == 1) {
-				ck_assert_msg(k == next && len == LINE - 1 + 8,
+				HARNESS_EXPECT(k == next && len == LINE - 1 + 8,
 					      "[%s] bob: flood line %u expected, got %u of %zu bytes (lost or reordered)",
 					      cur->tcase, next, k, len);
 				next++;
@@ -1275,10 +1276,10 @@ START_TEST(chat_tcp_flood_drops_only_the_member_that_does_not_read)
 
 		if (n == 0 || n == -ECONNRESET)
 			break;
-		ck_assert_msg(n > 0, "[%s] slowpoke: expected its connection closed, got %s",
+		HARNESS_EXPECT(n > 0, "[%s] slowpoke: expected its connection closed, got %s",
 			      cur->tcase, strerror((int)-n));
 		drained += (uint64_t)n;
-		ck_assert_msg(drained <= (uint64_t)LINES * (LINE + 9) && now_usec() < deadline,
+		HARNESS_EXPECT(drained <= (uint64_t)LINES * (LINE + 9) && now_usec() < deadline,
 			      "[%s] slowpoke: still receiving after %" PRIu64 " bytes", cur->tcase,
 			      drained);
 	}
@@ -1316,7 +1317,7 @@ START_TEST(chat_tcp_100_members_at_70_lines_per_second)
 		uint64_t now = now_usec(), due = UINT64_MAX;
 		int r, timeout;
 
-		ck_assert_msg(now < deadline,
+		HARNESS_EXPECT(now < deadline,
 			      "[%s] %d members x %d lines: not all delivered within 45 s (%u of %d receivers complete)",
 			      cur->tcase, N, PER, complete, N);
 		/* Paced: line k of member i is due at t0 + (k + i / N) / RATE. */
@@ -1348,18 +1349,18 @@ START_TEST(chat_tcp_100_members_at_70_lines_per_second)
 			if (!(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
 				continue;
 			n = tc_fill(c[i]);
-			ck_assert_msg(n > 0 || n == -EAGAIN,
+			HARNESS_EXPECT(n > 0 || n == -EAGAIN,
 				      "[%s] m%02zu was disconnected after %u of %d lines (%s)",
 				      cur->tcase, i, got[i], (N - 1) * PER,
 				      n == 0 ? "EOF" : strerror((int)-n));
 			while (tc_take_line(c[i], line, sizeof(line), &len)) {
 				unsigned from = UINT_MAX, k = UINT_MAX;
 
-				ck_assert_msg(sscanf(line, "<m%2u> %6u ", &from, &k) == 2 &&
+				HARNESS_EXPECT(sscanf(line, "<m%2u> %6u ", &from, &k) == 2 &&
 						      from < N && from != i && len == LINE - 1 + 6,
 					      "[%s] m%02zu: unexpected line '%s'", cur->tcase, i,
 					      escs(line));
-				ck_assert_msg(k == next[i][from],
+				HARNESS_EXPECT(k == next[i][from],
 					      "[%s] m%02zu: from m%02u expected line %u, got %u (lost or reordered)",
 					      cur->tcase, i, from, next[i][from], k);
 				next[i][from]++;
