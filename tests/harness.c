@@ -400,6 +400,109 @@ harness_pid_in_tree(pid_t pid, pid_t ancestor)
 	return false;
 }
 
+size_t
+harness_socket_inodes(const char *proto, uint16_t port, unsigned long *ret, size_t max)
+{
+	char path[32], line[512];
+	size_t n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/net/%s", proto);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	if (!fgets(line, sizeof(line), f)) { /* header */
+		fclose(f);
+		return 0;
+	}
+	while (n < max && fgets(line, sizeof(line), f)) {
+		char local[64], *colon;
+		unsigned st, lport;
+		unsigned long inode;
+
+		/* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
+		if (sscanf(line, " %*s %63s %*s %x %*s %*s %*s %*u %*u %lu", local, &st,
+			   &inode) != 3)
+			continue;
+		colon = strchr(local, ':');
+		if (!colon || sscanf(colon + 1, "%x", &lport) != 1 || lport != port || inode == 0)
+			continue;
+		if (strcmp(proto, "tcp") == 0 && st != 0x0A) /* TCP_LISTEN */
+			continue;
+		ret[n++] = inode;
+	}
+	fclose(f);
+	return n;
+}
+
+static bool
+holds_inode(pid_t pid, const unsigned long *inodes, size_t n)
+{
+	char path[64];
+	struct dirent *de;
+	bool found = false;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	dir = opendir(path);
+	if (!dir)
+		return false;
+	while (!found && (de = readdir(dir))) {
+		char link[64];
+		unsigned long inode;
+		ssize_t k = readlinkat(dirfd(dir), de->d_name, link, sizeof(link) - 1);
+
+		if (k <= 0)
+			continue;
+		link[k] = 0;
+		if (sscanf(link, "socket:[%lu]", &inode) != 1)
+			continue;
+		for (size_t i = 0; i < n; i++)
+			if (inodes[i] == inode)
+				found = true;
+	}
+	closedir(dir);
+	return found;
+}
+
+pid_t
+harness_proc_ppid(pid_t pid)
+{
+	struct proc_info info;
+
+	if (proc_read(pid, &info) < 0 || info.state == 'Z')
+		return -1;
+	return info.ppid;
+}
+
+pid_t
+harness_handler_pid(pid_t daemon_pid, const char *proto, uint16_t port)
+{
+	unsigned long inodes[16];
+	size_t n = harness_socket_inodes(proto, port, inodes, ELEMENTSOF(inodes));
+	struct dirent *de;
+	pid_t found = 0;
+	DIR *dir;
+
+	if (n == 0)
+		return 0;
+	dir = opendir("/proc");
+	if (!dir)
+		return 0;
+	while (!found && (de = readdir(dir))) {
+		unsigned long pid;
+		struct proc_info info;
+
+		if (parse_uint(de->d_name, INT32_MAX, &pid) < 0)
+			continue;
+		if (proc_read((pid_t)pid, &info) == 0 && info.state != 'Z' &&
+		    info.ppid == daemon_pid && holds_inode((pid_t)pid, inodes, n))
+			found = (pid_t)pid;
+	}
+	closedir(dir);
+	return found;
+}
+
 /* Processes below root (not root itself). */
 static int
 proc_descendants(pid_t root, struct proc_info **ret, size_t *ret_n)

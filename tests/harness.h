@@ -188,6 +188,15 @@ int harness_tcp_exchange(const int *fds, size_t n, const void *const *bufs, cons
 
 /* pid is ancestor or one of its descendants (walks /proc). */
 bool harness_pid_in_tree(pid_t pid, pid_t ancestor);
+/* The handler process of a listener: the direct child of daemon_pid that
+ * holds the socket of proto ("tcp", "udp") on port (for tcp, the listening
+ * one). 0 when there is none. */
+/* The inodes of the sockets of proto ("tcp", "udp") on port from
+ * /proc/net (for tcp only listening ones), at most max: how many. */
+size_t harness_socket_inodes(const char *proto, uint16_t port, unsigned long *ret, size_t max);
+/* The parent of a live process, -1 when it is gone or a zombie. */
+pid_t harness_proc_ppid(pid_t pid);
+pid_t harness_handler_pid(pid_t daemon_pid, const char *proto, uint16_t port);
 
 /* ---- counters ---- */
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -175,19 +176,37 @@ promtool_ok(struct hdaemon *d, const char *body)
 
 enum { L_METRICS, L_ECHO, L_UDP, L_CHAT, L_DENIED, L_N };
 
+/* The udp row of the same model (and workers) as the tcp row c. */
+static const struct harness_combo *
+udp_twin(const struct harness_combo *c)
+{
+	char name[64];
+	const struct harness_combo *u;
+
+	snprintf(name, sizeof(name), "udp-%s", c->label);
+	u = harness_combo_find(name);
+	ck_assert_msg(u, "[%s] no combination %s", c->tcase, name);
+	return u;
+}
+
+/* The metrics listener and the listeners it counts, every one of the
+ * current combination's model: what the metrics say must hold whichever
+ * model did the counting. */
 static void
 start(struct hdaemon *d, struct hl_listener *ls, char *buf, size_t len, const char *extra)
 {
+	static char bufs[L_N][256];
 	int r;
 
 	*d = (struct hdaemon){ 0 };
 	ls[L_METRICS] = harness_combo_listener(cur, "metrics", "metrics", extra, buf, len);
-	ls[L_ECHO] = (struct hl_listener){ .name = "echo", .protocol = "tcp", .model = "poll" };
-	ls[L_UDP] = (struct hl_listener){ .name = "echo-udp", .protocol = "udp", .model = "select" };
-	ls[L_CHAT] = (struct hl_listener){ .name = "lobby", .protocol = "tcp", .model = "thread",
-					   .service = "chat", .extra = "rate_limit = 5;" };
-	ls[L_DENIED] = (struct hl_listener){ .name = "closed", .protocol = "tcp", .model = "epoll",
-					     .extra = "deny = [ \"127.0.0.0/8\" ];" };
+	ls[L_ECHO] = harness_combo_listener(cur, "echo", NULL, NULL, bufs[L_ECHO], sizeof(bufs[0]));
+	ls[L_UDP] = harness_combo_listener(udp_twin(cur), "echo-udp", NULL, NULL, bufs[L_UDP],
+					   sizeof(bufs[0]));
+	ls[L_CHAT] = harness_combo_listener(cur, "lobby", "chat", "rate_limit = 5;", bufs[L_CHAT],
+					    sizeof(bufs[0]));
+	ls[L_DENIED] = harness_combo_listener(cur, "closed", NULL, "deny = [ \"127.0.0.0/8\" ];",
+					      bufs[L_DENIED], sizeof(bufs[0]));
 	r = harness_start(d, ls, L_N, NULL);
 	ck_assert_msg(r == 0, "[%s] netechod did not start: %s", cur->tcase, strerror(-r));
 }
@@ -450,6 +469,252 @@ START_TEST(metrics_apply_max_clients_and_idle_timeout)
 }
 END_TEST
 
+/* ---- udp: drops by reason, chat members ---- */
+
+enum { U_METRICS, U_ECHO, U_CHAT, U_N };
+
+static void
+start_udp(struct hdaemon *d, struct hl_listener *ls)
+{
+	static char bufs[U_N][256];
+	int r;
+
+	*d = (struct hdaemon){ 0 };
+	ls[U_METRICS] = (struct hl_listener){ .name = "metrics", .protocol = "tcp",
+					      .model = "poll", .service = "metrics" };
+	ls[U_ECHO] = harness_combo_listener(cur, "echo-udp", NULL, "rate_limit = 3;", bufs[U_ECHO],
+					    sizeof(bufs[0]));
+	ls[U_CHAT] = harness_combo_listener(cur, "room", "chat", NULL, bufs[U_CHAT],
+					    sizeof(bufs[0]));
+	r = harness_start(d, ls, U_N, NULL);
+	ck_assert_msg(r == 0, "[%s] netechod did not start: %s", cur->tcase, strerror(-r));
+}
+
+/* One datagram from fd: its text without the CRLF. */
+static void
+udp_line(int fd, char *line, size_t len, const char *what)
+{
+	ssize_t k = harness_recv_timeout(fd, line, len - 1, IO_MS);
+
+	ck_assert_msg(k > 0, "[%s] %s: no datagram (%s)", cur->tcase, what,
+		      k < 0 ? strerror((int)-k) : "empty");
+	line[k] = '\0';
+	line[strcspn(line, "\r\n")] = '\0';
+}
+
+/* A udp chat member through the whole handshake (SPEC 5): the name, the
+ * token, /join. */
+static int
+udp_member(uint16_t port, const char *name)
+{
+	int fd = harness_udp_socket(port);
+	char line[256], token[17], want[64];
+
+	ck_assert_int_ge(fd, 0);
+	request(fd, name);
+	udp_line(fd, line, sizeof(line), "token");
+	snprintf(want, sizeof(want), "* to join as %s, send: /join ", name);
+	ck_assert_msg(strncmp(line, want, strlen(want)) == 0 &&
+			      strlen(line + strlen(want)) == 16,
+		      "[%s] no token in '%s'", cur->tcase, line);
+	memcpy(token, line + strlen(want), 17);
+	snprintf(line, sizeof(line), "/join %s", token);
+	request(fd, line);
+	udp_line(fd, line, sizeof(line), "join");
+	snprintf(want, sizeof(want), "* you are %s@", name);
+	ck_assert_msg(strncmp(line, want, strlen(want)) == 0, "[%s] joined: '%s'", cur->tcase,
+		      line);
+	return fd;
+}
+
+/* Datagrams from guarded ports are dropped{reason="guard"}, those over
+ * rate_limit dropped{reason="rate_limit"}, every one received; joined udp
+ * chat peers are members and active, their lines messages. */
+START_TEST(metrics_count_udp_drops_and_chat_members)
+{
+	static const uint16_t guarded[] = { 1900, 5353 };
+	struct hdaemon d;
+	struct hl_listener ls[U_N];
+	char buf[64];
+	_cleanup_(closep) int alice = -1, bob = -1, burst = -1;
+	_cleanup_(freep) char *body = NULL;
+	long long limited, answered;
+
+	start_udp(&d, ls);
+	for (size_t i = 0; i < ELEMENTSOF(guarded); i++) {
+		_cleanup_(closep) int fd = harness_udp_socket_addr("127.0.0.1", guarded[i],
+								   ls[U_ECHO].port);
+
+		ck_assert_msg(fd >= 0, "[%s] cannot bind source port %u: %s", cur->tcase,
+			      guarded[i], strerror(-fd));
+		request(fd, "ping");
+	}
+	expect_sample(ls[U_METRICS].port,
+		      "netechod_dropped_total{listener=\"echo-udp\",reason=\"guard\"}", 2);
+
+	/* Ten at once from one source against rate_limit = 3 per second:
+	 * each one is either answered or dropped for the rate. */
+	burst = harness_udp_socket(ls[U_ECHO].port);
+	ck_assert_int_ge(burst, 0);
+	for (int i = 0; i < 10; i++)
+		request(burst, "ping");
+	expect_sample(ls[U_METRICS].port,
+		      "netechod_datagrams_received_total{listener=\"echo-udp\"}", 12);
+	body = scrape(ls[U_METRICS].port);
+	limited = sample(body, "netechod_dropped_total{listener=\"echo-udp\",reason=\"rate_limit\"}");
+	answered = sample(body, "netechod_datagrams_sent_total{listener=\"echo-udp\"}");
+	ck_assert_msg(limited >= 1 && answered >= 1 && limited + answered == 10,
+		      "[%s] 10 datagrams: %lld dropped for the rate, %lld answered", cur->tcase,
+		      limited, answered);
+	for (long long i = 0; i < answered; i++)
+		udp_line(burst, buf, sizeof(buf), "an answer within the rate");
+	ck_assert_int_eq(sample(body, "netechod_dropped_total{listener=\"echo-udp\",reason=\"guard\"}"),
+			 2);
+	promtool_ok(&d, body);
+
+	alice = udp_member(ls[U_CHAT].port, "alice");
+	bob = udp_member(ls[U_CHAT].port, "bob");
+	expect_sample(ls[U_METRICS].port, "netechod_chat_members{listener=\"room\"}", 2);
+	expect_sample(ls[U_METRICS].port, "netechod_connections_active{listener=\"room\"}", 2);
+	request(alice, "hi");
+	udp_line(bob, buf, sizeof(buf), "alice's line");
+	ck_assert_str_eq(buf, "<alice> hi");
+	expect_sample(ls[U_METRICS].port, "netechod_chat_messages_total{listener=\"room\"}", 1);
+	request(alice, "/quit");
+	udp_line(bob, buf, sizeof(buf), "alice's leaving");
+	ck_assert_str_eq(buf, "* alice left; 1 online");
+	expect_sample(ls[U_METRICS].port, "netechod_chat_members{listener=\"room\"}", 1);
+	expect_sample(ls[U_METRICS].port, "netechod_connections_active{listener=\"room\"}", 1);
+	stop_clean(&d);
+}
+END_TEST
+
+/* ---- the dispatcher: reloads and handler restarts ---- */
+
+static const char *const models[] = { "fork", "thread", "select", "poll", "epoll" };
+#define N_MODELS ELEMENTSOF(models)
+
+static double
+sample_f(const char *body, const char *series)
+{
+	size_t n = strlen(series);
+
+	for (const char *p = body; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (strncmp(p, series, n) == 0 && p[n] == ' ')
+			return strtod(p + n + 1, NULL);
+	return -1;
+}
+
+static void
+write_conf(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "we");
+
+	ck_assert_msg(f, "%s: %s", path, strerror(errno));
+	ck_assert_int_ge(fputs(text, f), 0);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+static void
+reload(struct hdaemon *d)
+{
+	size_t from = harness_notify_count(d);
+	int r;
+
+	ck_assert_int_eq(harness_signal(d, SIGHUP), 0);
+	r = harness_wait_notify_from(d, "RELOADING=1", from, IO_MS);
+	ck_assert_msg(r >= 0, "no RELOADING=1 after SIGHUP");
+	r = harness_wait_notify_from(d, "READY=1", (size_t)r + 1, IO_MS);
+	ck_assert_msg(r >= 0, "no READY=1 after the reload");
+}
+
+/* A good reload, a bad one, a good one again: last_reload_successful and
+ * its timestamp follow. A killed handler of each model counts one restart
+ * for its listener, and none for the others. */
+START_TEST(metrics_count_reloads_and_restarts)
+{
+	struct hdaemon d = { 0 };
+	struct hl_listener ls[1 + N_MODELS];
+	char series[128];
+	double t_start, t_reload, t_bad;
+	uint64_t before;
+	int r;
+
+	cur = &(struct harness_combo){ .tcase = "dispatcher" };
+	ls[0] = (struct hl_listener){ .name = "metrics", .protocol = "tcp", .model = "poll",
+				      .service = "metrics" };
+	for (size_t i = 0; i < N_MODELS; i++)
+		ls[1 + i] = (struct hl_listener){ .name = models[i], .protocol = "tcp",
+						  .model = models[i] };
+	r = harness_start(&d, ls, ELEMENTSOF(ls), NULL);
+	ck_assert_msg(r == 0, "netechod did not start: %s", strerror(-r));
+	{
+		_cleanup_(freep) char *body = scrape(ls[0].port);
+
+		t_start = sample_f(body, "netechod_start_time_seconds");
+		ck_assert_int_eq(sample(body, "netechod_config_last_reload_successful"), 1);
+		ck_assert(sample_f(body, "netechod_config_last_reload_timestamp_seconds") == t_start);
+		for (size_t i = 0; i < N_MODELS; i++) {
+			snprintf(series, sizeof(series),
+				 "netechod_handler_restarts_total{listener=\"%s\"}", models[i]);
+			ck_assert_int_eq(sample(body, series), 0);
+		}
+	}
+	ck_assert(t_start > 1.6e9);
+
+	/* The same file again: a good reload. */
+	before = realtime_usec();
+	reload(&d);
+	{
+		_cleanup_(freep) char *body = scrape(ls[0].port);
+
+		t_reload = sample_f(body, "netechod_config_last_reload_timestamp_seconds");
+		ck_assert_int_eq(sample(body, "netechod_config_last_reload_successful"), 1);
+		ck_assert_msg(t_reload * 1e6 >= (double)before - 1e3 && t_reload >= t_start,
+			      "reload timestamp %.6f, SIGHUP at %.6f, start %.6f", t_reload,
+			      (double)before / 1e6, t_start);
+	}
+	/* A broken file: the reload fails, the running config stays. */
+	write_conf(d.conf_path, "listeners = ( { name = \"x\"; protocol = \"tcp\"; } );\n");
+	reload(&d);
+	{
+		_cleanup_(freep) char *body = scrape(ls[0].port);
+
+		t_bad = sample_f(body, "netechod_config_last_reload_timestamp_seconds");
+		ck_assert_int_eq(sample(body, "netechod_config_last_reload_successful"), 0);
+		ck_assert_msg(t_bad >= t_reload, "failed reload at %.6f before the good one %.6f",
+			      t_bad, t_reload);
+		promtool_ok(&d, body);
+	}
+	ck_assert_int_eq(harness_write_config(&d, ls, ELEMENTSOF(ls), NULL), 0);
+	reload(&d);
+	expect_sample(ls[0].port, "netechod_config_last_reload_successful", 1);
+
+	/* Kill every model's handler once. */
+	for (size_t i = 0; i < N_MODELS; i++) {
+		pid_t px = harness_handler_pid(d.pid, "tcp", ls[1 + i].port);
+
+		ck_assert_msg(px > 0, "no handler process for %s", models[i]);
+		ck_assert_int_eq(kill(px, SIGKILL), 0);
+	}
+	for (size_t i = 0; i < N_MODELS; i++) {
+		char reply[8];
+		_cleanup_(closep) int fd = -1;
+
+		snprintf(series, sizeof(series), "netechod_handler_restarts_total{listener=\"%s\"}",
+			 models[i]);
+		expect_sample(ls[0].port, series, 1);
+		/* It serves again (the connection waits in the backlog until
+		 * the new handler takes the socket). */
+		fd = connect_ok(ls[1 + i].port);
+		request(fd, "back");
+		ck_assert_int_eq(harness_recv_exact(fd, reply, 4, 2 * IO_MS), 4);
+	}
+	expect_sample(ls[0].port, "netechod_handler_restarts_total{listener=\"metrics\"}", 0);
+	stop_clean(&d);
+}
+END_TEST
+
 static Suite *
 metrics_suite(void)
 {
@@ -462,6 +727,12 @@ metrics_suite(void)
 		tcase_add_test(tc, metrics_speak_http_as_the_spec_says);
 		tcase_add_test(tc, metrics_apply_max_clients_and_idle_timeout);
 	}
+	HARNESS_FOR_EACH_COMBO(c, HARNESS_COMBO_UDP | HARNESS_COMBO_WORKERS) {
+		tc = harness_combo_tcase(s, c, NULL, setup, NULL, TCASE_TIMEOUT);
+		tcase_add_test(tc, metrics_count_udp_drops_and_chat_members);
+	}
+	tc = harness_tcase(s, "dispatcher", NULL, NULL, NULL, TCASE_TIMEOUT);
+	tcase_add_test(tc, metrics_count_reloads_and_restarts);
 	return s;
 }
 

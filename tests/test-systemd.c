@@ -335,123 +335,6 @@ expect_log_line(struct hdaemon *d, size_t from, const char *s1, const char *s2, 
 	return line;
 }
 
-/* ---- /proc: which child of the daemon holds a listener's socket ---- */
-
-static size_t
-socket_inodes(const char *proto, uint16_t port, unsigned long *ret, size_t max)
-{
-	char path[32], line[512];
-	size_t n = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/net/%s", proto);
-	f = fopen(path, "re");
-	if (!f)
-		return 0;
-	if (!fgets(line, sizeof(line), f)) { /* header */
-		fclose(f);
-		return 0;
-	}
-	while (n < max && fgets(line, sizeof(line), f)) {
-		char local[64], *colon;
-		unsigned st, lport;
-		unsigned long inode;
-
-		/* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
-		if (sscanf(line, " %*s %63s %*s %x %*s %*s %*s %*u %*u %lu", local, &st,
-			   &inode) != 3)
-			continue;
-		colon = strchr(local, ':');
-		if (!colon || sscanf(colon + 1, "%x", &lport) != 1 || lport != port || inode == 0)
-			continue;
-		if (strcmp(proto, "tcp") == 0 && st != 0x0A) /* TCP_LISTEN */
-			continue;
-		ret[n++] = inode;
-	}
-	fclose(f);
-	return n;
-}
-
-static pid_t
-proc_ppid(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	int ppid = 0;
-	char state;
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return -1;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 1, " %c %d", &state, &ppid) != 2 || state == 'Z')
-		return -1;
-	return (pid_t)ppid;
-}
-
-static bool
-holds_inode(pid_t pid, const unsigned long *inodes, size_t n)
-{
-	char path[64];
-	struct dirent *de;
-	bool found = false;
-	DIR *dir;
-
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	dir = opendir(path);
-	if (!dir)
-		return false;
-	while (!found && (de = readdir(dir))) {
-		char link[64];
-		unsigned long inode;
-		ssize_t k = readlinkat(dirfd(dir), de->d_name, link, sizeof(link) - 1);
-
-		if (k <= 0)
-			continue;
-		link[k] = 0;
-		if (sscanf(link, "socket:[%lu]", &inode) != 1)
-			continue;
-		for (size_t i = 0; i < n; i++)
-			if (inodes[i] == inode)
-				found = true;
-	}
-	closedir(dir);
-	return found;
-}
-
-/* The handler process: a direct child of the daemon holding the listening
- * socket of proto 127.0.0.1:port. 0 when there is none. */
-static pid_t
-handler_pid(pid_t daemon_pid, const char *proto, uint16_t port)
-{
-	unsigned long inodes[16];
-	size_t n = socket_inodes(proto, port, inodes, ELEMENTSOF(inodes));
-	struct dirent *de;
-	pid_t found = 0;
-	DIR *dir;
-
-	if (n == 0)
-		return 0;
-	dir = opendir("/proc");
-	if (!dir)
-		return 0;
-	while (!found && (de = readdir(dir))) {
-		unsigned long pid;
-
-		if (parse_uint(de->d_name, INT32_MAX, &pid) < 0)
-			continue;
-		if (proc_ppid((pid_t)pid) == daemon_pid && holds_inode((pid_t)pid, inodes, n))
-			found = (pid_t)pid;
-	}
-	closedir(dir);
-	return found;
-}
-
 /* ---- wrappers: an environment the harness does not build ---- */
 
 static void
@@ -610,7 +493,7 @@ START_TEST(systemd_reload_applies_changes_and_keeps_the_rest)
 
 	start_ok(&d, ls, ELEMENTSOF(ls), 0);
 	pid = d.pid;
-	pa = handler_pid(pid, "tcp", ls[0].port);
+	pa = harness_handler_pid(pid, "tcp", ls[0].port);
 	check_d(&d, pa > 0, "no handler process of listener a found below pid %d", (int)pid);
 	fa = tcp_ok("a before reload", ls[0].port);
 	tcp_echo(fa, "a before reload", "before");
@@ -653,7 +536,7 @@ START_TEST(systemd_reload_applies_changes_and_keeps_the_rest)
 
 	/* a: unchanged, same handler, the connection from before works. */
 	tcp_echo(fa, "a: connection opened before the reload", "after");
-	pa2 = handler_pid(pid, "tcp", ls[0].port);
+	pa2 = harness_handler_pid(pid, "tcp", ls[0].port);
 	check_d(&d, pa2 == pa, "listener a (unchanged) has handler pid %d, was %d", (int)pa2,
 		(int)pa);
 	tcp_connect_echo("a: new connection", ls[0].port, "new");
@@ -985,7 +868,7 @@ kill_handler_and_wait(struct hdaemon *d, const struct hl_listener *x, int fy, ui
 	pid_t px;
 	int r;
 
-	px = handler_pid(d->pid, "tcp", x->port);
+	px = harness_handler_pid(d->pid, "tcp", x->port);
 	check_d(d, px > 0, "no handler process holding x's socket below pid %d", (int)d->pid);
 	ck_assert_int_eq(kill(px, SIGKILL), 0);
 	t0 = now_usec();
@@ -1042,7 +925,7 @@ START_TEST(systemd_killed_handler_restarts_others_unaffected)
 	line = expect_log_line(&d, logpos, " x: ", "restart", "restart of x");
 	check_d(&d, strstr(line, needle), "the restart line '%s' does not name pid %s", line,
 		needle);
-	px2 = handler_pid(pid, "tcp", ls[0].port);
+	px2 = harness_handler_pid(pid, "tcp", ls[0].port);
 	check_d(&d, px2 > 0 && px2 != killed, "x's handler after the restart is %d (killed: %d)",
 		(int)px2, (int)killed);
 	tcp_echo(fy, "y after", "still open");
@@ -1457,7 +1340,7 @@ START_TEST(systemd_socket_activate_named_socket_of_wrong_type_not_used)
 	/* t bound its own address, u kept its socket. */
 	tcp_connect_echo("t (bound by netechod)", ls[0].port, "self-bound");
 	udp_echo("u (named udp socket)", ls[1].port, "still named");
-	check_d(&d, socket_inodes("udp", wrong, inodes, ELEMENTSOF(inodes)) == 0,
+	check_d(&d, harness_socket_inodes("udp", wrong, inodes, ELEMENTSOF(inodes)) == 0,
 		"the datagram socket named 't' (127.0.0.1:%u) is still open", wrong);
 	check_d(&d, harness_running(&d), "the daemon exited");
 	stop_ok(&d);
@@ -1658,14 +1541,14 @@ START_TEST(systemd_orphaned_fork_connection_keeps_counters_right)
 	tcp_echo(fy, "y before", "hello");
 	fo = tcp_ok("x", ls[0].port);
 	tcp_echo(fo, "x before", "soon orphaned");
-	px = handler_pid(d.pid, "tcp", ls[0].port);
+	px = harness_handler_pid(d.pid, "tcp", ls[0].port);
 	check_d(&d, px > 0, "no handler for x");
 	dir = opendir("/proc");
 	ck_assert_ptr_nonnull(dir);
 	while ((e = readdir(dir)) && orphan < 0) {
 		pid_t p = (pid_t)atoi(e->d_name);
 
-		if (p > 0 && proc_ppid(p) == px)
+		if (p > 0 && harness_proc_ppid(p) == px)
 			orphan = p;
 	}
 	closedir(dir);
