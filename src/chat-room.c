@@ -81,7 +81,19 @@ struct chat_room {
 	 * without the lock, for the common answer "nobody". */
 	struct chat_member *behind;
 	_Atomic unsigned n_behind;
+	/* While one member's input is handled (chat_member_input), what it
+	 * relays to everyone else is gathered here and goes to each of them
+	 * as one send when the input is done: a read that brought 100 lines
+	 * costs each receiver one write, not 100. Anything else the room
+	 * sends, to anyone, sends the batch first, so every member sees the
+	 * room's lines in the order they happened. */
+	char *batch;
+	size_t batch_len;
+	struct chat_member *batch_from; /* NULL: no input is being handled */
 };
+
+/* Large enough for a read's worth of relayed lines. */
+#define CHAT_BATCH_SIZE (16 * 1024)
 
 static const char *
 table_key(const struct table *t, const void *e)
@@ -284,11 +296,33 @@ member_free(struct chat_member *m)
 /* The ops the shared command code calls; the lock is held. */
 
 static void
+send_to_others(struct chat_room *r, const struct chat_member *except, const char *p, size_t len)
+{
+	for (struct chat_member *m = r->lists[MEMBER_NAMED].first; m; m = m->next)
+		if (m != except) {
+			r->t.send(m->ctx, p, len);
+			note_behind(r, m);
+		}
+}
+
+static void
+batch_flush(struct chat_room *r)
+{
+	size_t len = r->batch_len;
+
+	if (len == 0)
+		return;
+	r->batch_len = 0;
+	send_to_others(r, r->batch_from, r->batch, len);
+}
+
+static void
 tcp_send(void *room, void *m, const char *line, size_t len)
 {
 	struct chat_room *r = room;
 	struct chat_member *to = m;
 
+	batch_flush(r);
 	r->t.send(to->ctx, line, len);
 	note_behind(r, to);
 }
@@ -298,11 +332,15 @@ tcp_broadcast(void *room, void *except, const char *line, size_t len)
 {
 	struct chat_room *r = room;
 
-	for (struct chat_member *m = r->lists[MEMBER_NAMED].first; m; m = m->next)
-		if (m != except) {
-			r->t.send(m->ctx, line, len);
-			note_behind(r, m);
-		}
+	if (r->batch_from && except == r->batch_from && len <= CHAT_BATCH_SIZE) {
+		if (r->batch_len + len > CHAT_BATCH_SIZE)
+			batch_flush(r);
+		memcpy(r->batch + r->batch_len, line, len);
+		r->batch_len += len;
+		return;
+	}
+	batch_flush(r);
+	send_to_others(r, except, line, len);
 }
 
 static void *
@@ -364,6 +402,7 @@ tcp_remove(void *room, void *m)
 	struct chat_room *r = room;
 	struct chat_member *mm = m;
 
+	batch_flush(r);
 	if (mm->state == MEMBER_NAMED)
 		table_remove(r, &r->nicks, mm);
 	behind_unlink(r, mm);
@@ -377,6 +416,7 @@ tcp_close(void *room, void *m, const char *reason)
 	struct chat_room *r = room;
 	struct chat_member *mm = m;
 
+	batch_flush(r);
 	mm->closing = true;
 	r->t.close(mm->ctx, reason);
 }
@@ -429,10 +469,12 @@ chat_room_new(struct chat_room **ret, const struct chat_settings *s,
 	r->san = malloc(r->san_size);
 	r->out_size = CHAT_OUT_SIZE(s->max_line);
 	r->out = malloc(r->out_size);
-	if (!r->listener || !r->san || !r->out) {
+	r->batch = malloc(CHAT_BATCH_SIZE);
+	if (!r->listener || !r->san || !r->out || !r->batch) {
 		free(r->listener);
 		free(r->san);
 		free(r->out);
+		free(r->batch);
 		free(r);
 		return -ENOMEM;
 	}
@@ -462,6 +504,7 @@ chat_room_free(struct chat_room *r)
 	free(r->listener);
 	free(r->san);
 	free(r->out);
+	free(r->batch);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
 	return NULL;
@@ -569,6 +612,7 @@ chat_member_input(struct chat_room *r, struct chat_member *m, const uint8_t *p, 
 	struct chat_ctx c = room_ctx(r);
 
 	pthread_mutex_lock(&r->lock);
+	r->batch_from = m;
 	while (!r->shutdown && m->state != MEMBER_GONE && !m->closing) {
 		const uint8_t *line;
 		size_t len;
@@ -590,6 +634,8 @@ chat_member_input(struct chat_room *r, struct chat_member *m, const uint8_t *p, 
 			tcp_close(r, m, "out of memory");
 		}
 	}
+	batch_flush(r);
+	r->batch_from = NULL;
 	chat_count_members(r->s.stats, r->lists[MEMBER_NAMED].n, false);
 	pthread_mutex_unlock(&r->lock);
 }

@@ -48,7 +48,7 @@ struct chat_room;
 struct chat_member;
 
 struct chat_transport {
-	/* Queue one complete line (CRLF included) for ctx's client. */
+	/* Queue one or more complete lines (CRLF included) for ctx's client. */
 	void (*send)(void *ctx, const char *line, size_t len);
 	/* Close ctx's connection once what was queued is sent. reason is a
 	 * static string for the log ("quit", "name timeout", ...). */

@@ -182,19 +182,26 @@ write_through(struct session *s, const struct iovec *iov_in, int n_iov, size_t t
 }
 
 /* The session whose step runs on this thread, if any: what it sends to
- * others whose driver flushes later is only queued (flush_later). */
+ * others whose driver flushes later is only queued (flush_later), so
+ * that small relays from several senders in one pass go out as one
+ * write... */
 static _Thread_local const struct session *stepping;
+/* ...but a send this large gains nothing from waiting for more: it goes
+ * to the socket at once when nothing is queued before it. */
+#define SESSION_LATER_MAX 2048
 
 void
 session_sendv(struct session *s, const struct iovec *iov, int n_iov)
 {
 	size_t total = 0, skip = 0;
-	bool later = stepping && stepping != s && s->driver && s->driver->flush_later;
+	bool later;
 
 	for (int i = 0; i < n_iov; i++)
 		total += iov[i].iov_len;
 	if (total == 0)
 		return;
+	later = stepping && stepping != s && s->driver && s->driver->flush_later &&
+		total < SESSION_LATER_MAX;
 	lock(s);
 	if (s->broken)
 		goto out;

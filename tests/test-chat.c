@@ -47,14 +47,27 @@ record(struct client *c, const char *s, size_t len)
 	c->n++;
 }
 
+/* Sends by the room, and the lines in them. */
+static unsigned long n_sends;
+
 static void
 fake_send(void *ctx, const char *line, size_t len)
 {
-	/* Every line is exactly one line: CRLF at the end and nowhere else. */
-	if (len < 2 || memcmp(line + len - 2, "\r\n", 2) != 0 || memchr(line, '\n', len - 1) ||
-	    memchr(line, '\r', len - 2))
-		ck_abort_msg("not one CRLF-terminated line: \"%.*s\"", (int)len, line);
-	record(ctx, line, len);
+	/* Whole lines: CRLF at the end of each, CR and LF nowhere else. The
+	 * room may send several lines at once (what one input relayed). */
+	n_sends++;
+	if (len < 2 || memcmp(line + len - 2, "\r\n", 2) != 0)
+		ck_abort_msg("not CRLF-terminated lines: \"%.*s\"", (int)len, line);
+	while (len > 0) {
+		const char *lf = memchr(line, '\n', len);
+		size_t n = (size_t)(lf - line) + 1;
+
+		if (n < 2 || line[n - 2] != '\r' || memchr(line, '\r', n - 2))
+			ck_abort_msg("not one CRLF-terminated line: \"%.*s\"", (int)n, line);
+		record(ctx, line, n);
+		line += n;
+		len -= n;
+	}
 }
 
 static void
@@ -491,6 +504,41 @@ START_TEST(chat_double_slash_sends_message)
 	input(a, "///x\n");
 	expect_line(b, "<alice> //x");
 	expect_nothing(a);
+}
+END_TEST
+
+/* What one input relays goes to each other member as one send; a private
+ * message or a notice in between keeps its place in every member's order. */
+START_TEST(chat_relays_one_input_as_one_send_in_order)
+{
+	struct client *a = named(0, "alice", "127.0.0.1");
+	struct client *b = named(1, "bob", "127.0.0.1");
+	struct client *c = named(2, "carol", "127.0.0.1");
+	unsigned long before = n_sends;
+
+	input(a, "one\ntwo\nthree\n");
+	ck_assert_uint_eq(n_sends - before, 2);
+	expect_line(b, "<alice> one");
+	expect_line(b, "<alice> two");
+	expect_line(b, "<alice> three");
+	expect_line(c, "<alice> one");
+	expect_line(c, "<alice> two");
+	expect_line(c, "<alice> three");
+
+	input(a, "four\n/msg bob psst\n/me waves\nfive\n/who\nsix\n");
+	expect_line(b, "<alice> four");
+	expect_line(b, "<alice> (private) psst");
+	expect_line(b, "* alice waves");
+	expect_line(b, "<alice> five");
+	expect_line(b, "<alice> six");
+	expect_line(c, "<alice> four");
+	expect_line(c, "* alice waves");
+	expect_line(c, "<alice> five");
+	expect_line(c, "<alice> six");
+	ck_assert(strncmp(a->lines[a->seen++], "* 3 online: ", 12) == 0);
+	expect_nothing(a);
+	expect_nothing(b);
+	expect_nothing(c);
 }
 END_TEST
 
@@ -1265,6 +1313,7 @@ chat_suite(void)
 	tcase_add_test(tc, chat_relays_text_as_sent);
 	tcase_add_test(tc, chat_ignores_empty_lines);
 	tcase_add_test(tc, chat_double_slash_sends_message);
+	tcase_add_test(tc, chat_relays_one_input_as_one_send_in_order);
 	tcase_add_test(tc, chat_keeps_each_senders_order);
 	tcase_add_loop_test(tc, chat_sanitizes_relayed_text, 0, (int)ELEMENTSOF(sanitize_cases));
 	suite_add_tcase(s, tc);

@@ -47,9 +47,11 @@ enum svc_mode {
 	SVC_SINK, /* consume everything, keep a copy in got */
 	SVC_ECHO, /* as service-echo.c without a prefix */
 	SVC_KEEP, /* consume nothing */
+	SVC_RELAY, /* send everything to the session R, as chat relays */
 };
 
 static enum svc_mode mode;
+static struct session R; /* SVC_RELAY's receiver */
 static struct buffer got;
 static unsigned n_data, n_eof;
 static atomic_bool hold;
@@ -72,6 +74,9 @@ fake_on_data(struct session *s, const uint8_t *p, size_t n)
 		return m;
 	case SVC_KEEP:
 		return 0;
+	case SVC_RELAY:
+		session_send(&R, p, n);
+		return n;
 	}
 	return 0;
 }
@@ -186,10 +191,17 @@ static const struct session_driver fake_driver = {
 	.detach = fake_detach,
 };
 
+/* A loop model's driver: what other sessions' steps send is queued. */
+static const struct session_driver later_driver = {
+	.want_write = fake_want_write,
+	.flush_later = true,
+};
+
 static struct listener_stats stats;
 static struct listener_rt lst;
 static struct session S;
 static int peer = -1; /* the client's end, always non-blocking */
+static int rpeer = -1; /* R's client end */
 
 static void
 setup(void)
@@ -215,6 +227,9 @@ setup(void)
 	memset(&S, 0, sizeof(S));
 	S.fd = -1;
 	peer = -1;
+	memset(&R, 0, sizeof(R));
+	R.fd = -1;
+	rpeer = -1;
 	log_set_max_level(LOG_WARNING);
 }
 
@@ -226,6 +241,12 @@ teardown(void)
 		close(S.fd);
 	if (peer >= 0)
 		close(peer);
+	if (R.lst)
+		session_done(&R);
+	if (R.fd >= 0)
+		close(R.fd);
+	if (rpeer >= 0)
+		close(rpeer);
 	if (wake_fd >= 0)
 		close(wake_fd);
 	buffer_release(&got);
@@ -352,6 +373,68 @@ assert_pattern(const struct buffer *rx, size_t skip, size_t n)
 }
 
 /* Short writes. */
+
+/* The peer of R has exactly n bytes to read now, the pattern from off. */
+static void
+expect_at_rpeer(size_t off, size_t n)
+{
+	uint8_t buf[16384];
+	ssize_t k = read(rpeer, buf, sizeof(buf));
+
+	if (n == 0) {
+		ck_assert_int_lt(k, 0);
+		ck_assert_int_eq(errno, EAGAIN);
+		return;
+	}
+	ck_assert_int_eq(k, (ssize_t)n);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_uint_eq(buf[i], pattern(off + i));
+}
+
+/* flush_later: a small relay during another session's step waits in R's
+ * buffer for its driver's flush (one write for the pass), a large one goes
+ * to the socket at once when nothing is queued before it, and order holds
+ * either way. */
+START_TEST(test_flush_later_queues_small_relays_only)
+{
+	union sockaddr_any addr = { .in = { .sin_family = AF_INET, .sin_port = htons(4343) } };
+	uint8_t scratch[8192];
+	_cleanup_(freep) uint8_t *data = pattern_new(0, 7000);
+	int sv[2];
+	unsigned w;
+
+	open_session(false, false);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	ck_assert_int_eq(fd_set_nonblock(sv[0], true), 0);
+	ck_assert_int_eq(fd_set_nonblock(sv[1], true), 0);
+	session_init(&R, sv[0], &lst, &later_driver, &(struct conn_origin){ .peer = addr },
+		     now_usec());
+	rpeer = sv[1];
+	mode = SVC_RELAY;
+
+	w = wakes();
+	ck_assert_int_eq(write(peer, data, 10), 10);
+	(void)session_step(&S, SESSION_READ, scratch, sizeof(scratch), 1);
+	ck_assert_uint_eq(session_unsent(&R), 10);
+	ck_assert_uint_gt(wakes(), w);
+	expect_at_rpeer(0, 0);
+	/* Large, but behind the queued 10: appended. */
+	ck_assert_int_eq(write(peer, data + 10, 3000), 3000);
+	(void)session_step(&S, SESSION_READ, scratch, sizeof(scratch), 2);
+	ck_assert_uint_eq(session_unsent(&R), 3010);
+	ck_assert_int_eq(session_flush(&R), 0);
+	expect_at_rpeer(0, 3010);
+	/* Large with nothing queued: straight to the socket. */
+	ck_assert_int_eq(write(peer, data + 3010, 3000), 3000);
+	(void)session_step(&S, SESSION_READ, scratch, sizeof(scratch), 3);
+	ck_assert_uint_eq(session_unsent(&R), 0);
+	expect_at_rpeer(3010, 3000);
+	/* Outside any step a small send goes out at once too. */
+	session_send(&R, data + 6010, 10);
+	ck_assert_uint_eq(session_unsent(&R), 0);
+	expect_at_rpeer(6010, 10);
+}
+END_TEST
 
 START_TEST(test_short_write_queues_rest_in_order)
 {
@@ -1276,6 +1359,7 @@ session_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, TEST_ALARM_SEC);
 	tcase_add_test(tc, test_short_write_queues_rest_in_order);
+	tcase_add_test(tc, test_flush_later_queues_small_relays_only);
 	tcase_add_test(tc, test_short_writev_across_iovecs);
 	tcase_add_test(tc, test_blocking_writev_completes);
 	tcase_add_test(tc, test_pause_at_out_max_resume_after_flush);
