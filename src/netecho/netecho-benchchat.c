@@ -80,6 +80,7 @@
 #define FIRST_ERROR_MAX 256
 #define NAME_MAX_LEN 32
 #define IRC_CHANNEL "#bench"
+#define IRC_PRIVMSG "PRIVMSG " IRC_CHANNEL " :"
 
 enum chat_proto {
 	PROTO_TCP,
@@ -768,8 +769,8 @@ sender_fill(struct chat *b, struct member *m, uint64_t now)
 		if (out_room(b, m) < need)
 			return;
 		if (b->proto == PROTO_IRC) {
-			memcpy(m->out + m->out_len, "PRIVMSG " IRC_CHANNEL " :", 17);
-			m->out_len += 17;
+			memcpy(m->out + m->out_len, IRC_PRIVMSG, strlen(IRC_PRIVMSG));
+			m->out_len += (uint32_t)strlen(IRC_PRIVMSG);
 		}
 		build_line(b, m->out + m->out_len, m->id, m->queued, now_nsec());
 		m->out_len += (uint32_t)b->size;
@@ -866,12 +867,16 @@ member_event(struct chat *b, struct member *m, uint32_t events, uint64_t now)
 	}
 	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
 		member_read(b, m);
-	if (m->fd >= 0 && (events & EPOLLOUT)) {
-		if (b->proto == PROTO_UDP)
+	if (m->fd < 0)
+		return;
+	if (b->proto == PROTO_UDP) {
+		if (events & EPOLLOUT)
 			sender_fill(b, m, now);
-		else
-			member_flush(b, m, now);
+		return;
 	}
+	/* Writable, or what was read queued a reply (JOIN, PONG). */
+	if ((events & EPOLLOUT) || (!m->want_out && m->out_len > m->out_off))
+		member_flush(b, m, now);
 }
 
 static void
@@ -885,7 +890,7 @@ send_sync(struct chat *b, uint64_t now)
 		member_send_dgram(b, m, "sync");
 		m->retry_at = now + UDP_RETRY_NSEC;
 	} else {
-		member_queue(b, m, b->proto == PROTO_IRC ? "PRIVMSG " IRC_CHANNEL " :sync" : "sync");
+		member_queue(b, m, b->proto == PROTO_IRC ? IRC_PRIVMSG "sync" : "sync");
 		member_flush(b, m, now);
 	}
 }
