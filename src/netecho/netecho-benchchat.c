@@ -67,6 +67,10 @@
 #define WINDOW_BYTES (32u * 1024)
 #define WINDOW_MIN 2u
 #define WINDOW_MAX 128u
+/* UDP: datagrams in flight over all senders. Every datagram costs a
+ * socket buffer about a kilobyte however small it is, and a full buffer
+ * drops: the server's receive buffer and each member's must not fill. */
+#define UDP_WINDOW 32u
 /* A blocked sender looks at its members' progress at most this often. */
 #define ACK_CHECK_NSEC (200 * 1000)
 #define RECV_BUF_SIZE (256u * 1024)
@@ -75,7 +79,7 @@
 #define MAX_EVENTS 256
 #define TICK_MSEC 10
 /* UDP: a name, /join or sync that got no answer is sent again this late. */
-#define UDP_RETRY_NSEC (300 * NSEC_PER_MSEC)
+#define UDP_RETRY_NSEC (500 * NSEC_PER_MSEC)
 #define UDP_RCVBUF (4 * 1024 * 1024)
 #define FIRST_ERROR_MAX 256
 #define NAME_MAX_LEN 32
@@ -1087,6 +1091,12 @@ chat_run(struct chat *b)
 			next_progress += NSEC_PER_SEC;
 		}
 	}
+	/* A UDP peer stays in the room until it quits or idles out: say
+	 * goodbye, or the next run would share the room with our ghosts. */
+	if (b->proto == PROTO_UDP)
+		for (size_t i = 0; i < b->members; i++)
+			if (b->memberv[i].state == MEMBER_JOINED)
+				member_send_dgram(b, &b->memberv[i], "/quit");
 	if (tty && next_progress)
 		fputs("\r\033[K", stderr);
 	if (b->start && !b->end)
@@ -1185,9 +1195,12 @@ chat_setup(struct chat *b)
 	netecho_random(&tag, sizeof(tag));
 	snprintf(b->tag, sizeof(b->tag), "b%03x", tag & 0xfffu);
 	b->tag_len = strlen(b->tag);
-	b->window = (unsigned)MIN((unsigned long)WINDOW_MAX,
-				  MAX((unsigned long)WINDOW_MIN,
-				      WINDOW_BYTES / ((b->size + 2) * b->senders)));
+	if (b->proto == PROTO_UDP)
+		b->window = (unsigned)MAX(1UL, UDP_WINDOW / b->senders);
+	else
+		b->window = (unsigned)MIN((unsigned long)WINDOW_MAX,
+					  MAX((unsigned long)WINDOW_MIN,
+					      WINDOW_BYTES / ((b->size + 2) * b->senders)));
 
 	b->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (b->epfd < 0) {
