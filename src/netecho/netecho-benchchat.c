@@ -90,6 +90,7 @@ enum chat_proto {
 	PROTO_TCP,
 	PROTO_UDP,
 	PROTO_IRC,
+	PROTO_NCAT,
 	_PROTO_MAX,
 };
 
@@ -97,6 +98,7 @@ static const char *const proto_names[_PROTO_MAX] = {
 	[PROTO_TCP] = "tcp",
 	[PROTO_UDP] = "udp",
 	[PROTO_IRC] = "irc",
+	[PROTO_NCAT] = "ncat",
 };
 
 enum phase {
@@ -201,7 +203,7 @@ static volatile sig_atomic_t got_signal;
 static void
 usage(FILE *f)
 {
-	fputs("Usage: netecho bench --chat [-u | --irc] HOST PORT [--also HOST:PORT]...\n"
+	fputs("Usage: netecho bench --chat [-u | --irc | --ncat] HOST PORT [--also HOST:PORT]...\n"
 	      "                     [-c MEMBERS] [-S SENDERS] [-r RATE] [-s SIZE]\n"
 	      "                     [-d SECONDS] [-t TIMEOUT] [--oper NAME:PASSWORD]\n"
 	      "\n"
@@ -222,6 +224,7 @@ usage(FILE *f)
 	      "  -u, --udp           netechod UDP chat (joins through /join)\n"
 	      "      --irc           an IRC server: NICK, USER, JOIN " IRC_CHANNEL ", PRIVMSG\n"
 	      "      --oper N:P      IRC: senders send OPER N P before joining\n"
+	      "      --ncat          ncat --chat: no name line, names are ncat's userN\n"
 	      "  -h, --help          show this help\n"
 	      "\n"
 	      "The last line on stdout is a key=value summary. Exit status: 0 no errors,\n"
@@ -522,12 +525,25 @@ chat_line(struct chat *b, struct member *m, const char *s, size_t len, uint64_t 
 {
 	const char *gt;
 
+	/* ncat --chat names members "userN" itself and announces a newcomer
+	 * to it with "<announce> already connected: ...". */
+	if (b->proto == PROTO_NCAT && startswith_n(s, len, "<announce> ")) {
+		if (startswith_n(s, len, "<announce> already connected"))
+			member_joined(b, m);
+		return;
+	}
+	/* ... and prefixes "<userN> " to what one read brought, not to each
+	 * line: a bare line is a payload too. */
+	if (b->proto == PROTO_NCAT && m->state == MEMBER_JOINED && len > 0 && s[0] != '<') {
+		on_payload(b, m, s, len, now);
+		return;
+	}
 	if (len > 0 && s[0] == '<') {
 		gt = memchr(s, '>', len);
 		if (!gt || (size_t)(gt - s) + 2 > len || gt[1] != ' ')
 			goto bad;
 		/* Lines of others sharing the room are none of our business. */
-		if (!our_name(b, s + 1, (size_t)(gt - s - 1)))
+		if (b->proto != PROTO_NCAT && !our_name(b, s + 1, (size_t)(gt - s - 1)))
 			return;
 		on_payload(b, m, gt + 2, len - (size_t)(gt - s) - 2, now);
 		return;
@@ -658,8 +674,17 @@ feed(struct chat *b, struct member *m, char *p, size_t n, uint64_t now)
 		} else if (m->line_len == 0 && nl) {
 			handle_line(b, m, p, take, now);
 		} else if (m->line_len + take > line_capacity(b)) {
-			b->c.corrupt++;
-			note_error(b, m, "a line longer than %zu bytes", line_capacity(b));
+			/* ncat's "already connected" names every member: its
+			 * start is all that matters. */
+			if (b->proto == PROTO_NCAT && m->state == MEMBER_JOINING) {
+				size_t k = line_capacity(b) - m->line_len;
+
+				memcpy(m->line + m->line_len, p, k);
+				handle_line(b, m, m->line, m->line_len + k, now);
+			} else {
+				b->c.corrupt++;
+				note_error(b, m, "a line longer than %zu bytes", line_capacity(b));
+			}
 			m->overlong = true;
 			m->line_len = 0;
 		} else {
@@ -857,7 +882,7 @@ member_connected(struct chat *b, struct member *m, uint64_t now)
 	m->state = MEMBER_JOINING;
 	if (b->proto == PROTO_IRC)
 		member_queue(b, m, "NICK %s\r\nUSER %s 0 * :netecho bench", m->name, m->name);
-	else
+	else if (b->proto == PROTO_TCP)
 		member_queue(b, m, "%s", m->name);
 	member_flush(b, m, now);
 }
@@ -952,7 +977,9 @@ housekeeping(struct chat *b, uint64_t now)
 {
 	switch (b->phase) {
 	case PHASE_JOIN:
-		while (b->pending < JOIN_PARALLEL && b->next_connect < b->members) {
+		/* ncat 7.9x loses connections that arrive in a burst. */
+		while (b->pending < (b->proto == PROTO_NCAT ? 1 : JOIN_PARALLEL) &&
+		       b->next_connect < b->members) {
 			struct member *m = &b->memberv[b->next_connect++];
 
 			member_start(b, m, now);
@@ -1141,7 +1168,9 @@ resolve_target(struct chat *b, struct target *t)
 		fprintf(stderr, "netecho: %s\n", err);
 		return r;
 	}
-	if (b->proto == PROTO_UDP) {
+	/* UDP has nothing to probe; ncat 7.9x quits when a connection is
+	 * gone before it asks for the peer's address. */
+	if (b->proto == PROTO_UDP || b->proto == PROTO_NCAT) {
 		r = -EADDRNOTAVAIL;
 		for (const struct addrinfo *ai = res; ai; ai = ai->ai_next)
 			if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6) {
@@ -1341,11 +1370,12 @@ report(struct chat *b, bool ran)
 int
 netecho_benchchat_main(int argc, char **argv)
 {
-	enum { OPT_CHAT = 0x100, OPT_ALSO, OPT_IRC, OPT_OPER };
+	enum { OPT_CHAT = 0x100, OPT_ALSO, OPT_IRC, OPT_NCAT, OPT_OPER };
 	static const struct option options[] = {
 		{ "chat", no_argument, NULL, OPT_CHAT },
 		{ "udp", no_argument, NULL, 'u' },
 		{ "irc", no_argument, NULL, OPT_IRC },
+		{ "ncat", no_argument, NULL, OPT_NCAT },
 		{ "also", required_argument, NULL, OPT_ALSO },
 		{ "members", required_argument, NULL, 'c' },
 		{ "conns", required_argument, NULL, 'c' },
@@ -1367,7 +1397,7 @@ netecho_benchchat_main(int argc, char **argv)
 		.n_targets = 1,
 	};
 	struct sigaction sa = { .sa_handler = on_signal };
-	bool udp = false, irc = false, senders_set = false;
+	bool udp = false, irc = false, ncat = false, senders_set = false;
 	uint64_t usec;
 	int c, r;
 
@@ -1382,6 +1412,9 @@ netecho_benchchat_main(int argc, char **argv)
 			break;
 		case OPT_IRC:
 			irc = true;
+			break;
+		case OPT_NCAT:
+			ncat = true;
 			break;
 		case OPT_ALSO:
 			if (b.n_targets > MAX_ALSO)
@@ -1445,11 +1478,11 @@ netecho_benchchat_main(int argc, char **argv)
 	b.targets[0].port = argv[optind + 1];
 	if (!*b.targets[0].host || !*b.targets[0].port)
 		return usage_error("HOST and PORT must not be empty");
-	if (udp && irc)
-		return usage_error("--irc speaks IRC over TCP; it does not go with -u");
+	if ((int)udp + (int)irc + (int)ncat > 1)
+		return usage_error("-u, --irc and --ncat are different protocols; pick one");
 	if (b.oper && !irc)
 		return usage_error("--oper is an IRC command; it needs --irc");
-	b.proto = irc ? PROTO_IRC : udp ? PROTO_UDP : PROTO_TCP;
+	b.proto = irc ? PROTO_IRC : ncat ? PROTO_NCAT : udp ? PROTO_UDP : PROTO_TCP;
 	if (!senders_set)
 		b.senders = b.members;
 	if (b.senders > b.members)
