@@ -1655,9 +1655,9 @@ def start_chat_refs(ctx):
             conf, penalty_off = ngircd_conf(ctx, port)
             argv = [shutil.which("ngircd"), "-n", "-f", conf]
             extra = ["--irc", "--oper", IRC_OPER]
-            ctx.notes.append("ngircd " + subprocess.run(
+            ctx.notes.append("ngircd " + (subprocess.run(
                 [shutil.which("ngircd"), "--version"], capture_output=True,
-                text=True).stdout.split()[0:2][-1] + ": generated config, MaxConnectionsIP = 0, "
+                text=True).stdout.split() or ["?", "?"])[1].split("-")[0] + ": generated config, MaxConnectionsIP = 0, "
                 + ("MaxPenaltyTime = 0 (flood penalties off)" if penalty_off else
                    "MaxPenaltyTime unknown to this ngircd (penalties on)")
                 + f"; senders OPER as {IRC_OPER.split(':')[0]}; channel #bench")
@@ -1726,9 +1726,11 @@ class ChatReport:
             if not d:
                 continue
             errs = [v.get("errors") or 0 for v in d.values()]
+            disturbed = sum(1 for v in d.values() if v.get("disturbed"))
             L.append("| " + " | ".join([
                 lab if lab != "netechod/epoll2" else "netechod/epoll workers=2",
-                fmt_spread(series(d, "msgs_per_s")),
+                fmt_spread(series(d, "msgs_per_s")) +
+                (f" (disturbed {disturbed}/{len(d)})" if disturbed else ""),
                 fmt_n(med(series(d, "p50_us"))), fmt_n(med(series(d, "p99_us"))),
                 fmt_spread(series(d, "cpu_us_per_msg")),
                 fmt_ratio(paired(d, ng, "msgs_per_s", self.rounds)) if lab != "ngircd" else "",
@@ -1749,7 +1751,9 @@ class ChatReport:
                  f"took {elapsed:.0f} s. Medians, (min–max) over rounds; deliveries are "
                  "lines received by members, each checked for exactly once and in order; "
                  "server CPU from the server's cgroup (or /proc) over the whole run, joins "
-                 "and drain included, divided by deliveries. Ratios are per round.")
+                 "and drain included, divided by deliveries. Ratios are per round. "
+                 "\"disturbed\": other processes took more than --max-foreign % of the "
+                 "server's or the client's CPU during that run, even after a retry.")
         L.append("")
         for mode in self.modes:
             L.extend(self.table(mode))

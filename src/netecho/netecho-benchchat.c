@@ -46,8 +46,8 @@
 #define DEFAULT_TIMEOUT_SEC 10
 #define MAX_MEMBERS 100000UL
 #define MAX_RATE 1000000UL
-/* members x senders counters (two uint32_t each) stay under 64 MiB. */
-#define MAX_PAIRS (8UL * 1024 * 1024)
+/* members x senders counters (two uint64_t each) stay under 64 MiB. */
+#define MAX_PAIRS (4UL * 1024 * 1024)
 /* The header every line starts with: "%08x %010llx %016llx ". */
 #define LINE_HEADER 37
 #define MIN_SIZE 40UL
@@ -182,8 +182,8 @@ struct chat {
 	struct member *memberv;
 	/* [member * senders + sender]: next sequence number expected, and
 	 * how many below it were skipped and have not turned up since */
-	uint32_t *next;
-	uint32_t *skipped;
+	uint64_t *next;
+	uint64_t *skipped;
 	struct netecho_hist *hist;
 	struct counters c;
 	char first_error[FIRST_ERROR_MAX];
@@ -454,7 +454,7 @@ on_payload(struct chat *b, struct member *m, const char *p, size_t len, uint64_t
 {
 	uint64_t id, seq, ts;
 	size_t k;
-	uint32_t *next, *skipped;
+	uint64_t *next, *skipped;
 
 	if (len == 4 && memcmp(p, "sync", 4) == 0) {
 		m->got_sync = true;
@@ -486,8 +486,8 @@ on_payload(struct chat *b, struct member *m, const char *p, size_t len, uint64_t
 				   (unsigned long long)seq, (unsigned long long)id);
 			return;
 		}
-		*skipped += (uint32_t)(seq - *next);
-		*next = (uint32_t)seq + 1;
+		*skipped += seq - *next;
+		*next = seq + 1;
 	} else if (*skipped > 0) {
 		/* Without a bitmap of what was skipped, a late line is taken to
 		 * be one of the skipped ones. */
@@ -765,7 +765,7 @@ line_allowed(struct chat *b, struct member *m, uint64_t now)
 		const struct member *o = &b->memberv[i];
 
 		if (o != m && o->state == MEMBER_JOINED)
-			m->acked = MIN(m->acked, (uint64_t)b->next[i * b->senders + m->id]);
+			m->acked = MIN(m->acked, b->next[i * b->senders + m->id]);
 	}
 	return m->queued - m->acked < b->window;
 }
@@ -1064,7 +1064,7 @@ progress(struct chat *b, uint64_t now, uint64_t *last_time)
 static void
 chat_run(struct chat *b)
 {
-	bool tty = isatty(STDERR_FILENO) || isatty(STDOUT_FILENO);
+	bool tty = isatty(STDERR_FILENO);
 	uint64_t now = now_nsec(), last_housekeeping = 0, next_progress = 0, last_time = 0;
 	enum phase last_phase = b->phase;
 
