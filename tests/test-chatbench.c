@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -174,6 +176,140 @@ START_TEST(chatbench_max_rate_delivers_every_line_once)
 	ck_assert_msg(sent > 0 && deliveries == sent * 5,
 		      "[%s] %llu lines sent, %llu deliveries (want 5 each)\n%s", cur->tcase, sent,
 		      deliveries, r.out);
+	run_free(&r);
+}
+END_TEST
+
+/* Members spread over HOST PORT and an --also that names the same room. */
+START_TEST(chatbench_also_spreads_members_over_listeners)
+{
+	uint16_t port = start_chat();
+	char p[8], also[32];
+	struct run r;
+
+	snprintf(p, sizeof(p), "%u", port);
+	snprintf(also, sizeof(also), "127.0.0.1:%u", port);
+	r = run_bench((const char *const[]){ "--also", also, "-c", "5", "-S", "2", "-r", "20",
+					      "-d", "0.5", "-t", "3", HOST, p, NULL });
+	expect_clean(&r, "chat bench with --also");
+	ck_assert_uint_eq(summary(&r, "listeners"), 2);
+	ck_assert_uint_eq(summary(&r, "deliveries"), 2 * 10 * 4);
+	run_free(&r);
+}
+END_TEST
+
+/* ---- against ngircd, when installed ---- */
+
+static const char *
+ngircd_bin(void)
+{
+	static const char *const paths[] = { "/usr/sbin/ngircd", "/usr/bin/ngircd",
+					     "/usr/local/sbin/ngircd" };
+
+	for (size_t i = 0; i < ELEMENTSOF(paths); i++)
+		if (access(paths[i], X_OK) == 0)
+			return paths[i];
+	return NULL;
+}
+
+struct ngircd {
+	pid_t pid;
+	uint16_t port;
+	char dir[64];
+	char conf[128];
+};
+
+static void
+ngircd_start(struct ngircd *n)
+{
+	uint64_t deadline;
+	FILE *f;
+	int fd = -1;
+
+	*n = (struct ngircd){ .pid = -1 };
+	snprintf(n->dir, sizeof(n->dir), "/tmp/chatbench-ngircd.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(n->dir));
+	snprintf(n->conf, sizeof(n->conf), "%s/ngircd.conf", n->dir);
+	ck_assert_int_eq(harness_free_port(SOCK_STREAM, HOST, &n->port), 0);
+	f = fopen(n->conf, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f,
+		"[Global]\n\tName = bench.irc.test\n\tPorts = %u\n\tListen = " HOST "\n"
+		"\tMotdPhrase = test\n\tPidFile = %s/ngircd.pid\n"
+		"[Limits]\n\tMaxConnectionsIP = 0\n\tMaxJoins = 0\n\tMaxPenaltyTime = 0\n"
+		"[Options]\n\tDNS = no\n\tIdent = no\n\tPAM = no\n"
+		"[Operator]\n\tName = bench\n\tPassword = benchpw\n",
+		n->port, n->dir);
+	ck_assert_int_eq(fclose(f), 0);
+	n->pid = fork();
+	ck_assert_int_ge(n->pid, 0);
+	if (n->pid == 0) {
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		if (null >= 0) {
+			(void)dup2(null, STDIN_FILENO);
+			(void)dup2(null, STDOUT_FILENO);
+			(void)dup2(null, STDERR_FILENO);
+		}
+		execl(ngircd_bin(), "ngircd", "-n", "-f", n->conf, (char *)NULL);
+		_exit(127);
+	}
+	/* Ready when the port accepts; nothing else says so. */
+	deadline = now_usec() + HARNESS_START_TIMEOUT_MS * USEC_PER_MSEC;
+	while (now_usec() < deadline) {
+		struct pollfd none = { .fd = -1 };
+
+		fd = harness_tcp_connect(n->port);
+		if (fd >= 0)
+			break;
+		ck_assert_msg(waitpid(n->pid, NULL, WNOHANG) == 0, "ngircd exited at start-up");
+		(void)poll(&none, 0, 20); /* a connect retry interval, not a synchronisation */
+	}
+	ck_assert_msg(fd >= 0, "ngircd did not listen on port %u", n->port);
+	safe_close(fd);
+}
+
+static void
+ngircd_stop(struct ngircd *n)
+{
+	uint64_t deadline = now_usec() + HARNESS_STOP_TIMEOUT_MS * USEC_PER_MSEC;
+	char path[160];
+
+	if (n->pid > 0) {
+		(void)kill(n->pid, SIGTERM);
+		while (waitpid(n->pid, NULL, WNOHANG) == 0) {
+			struct pollfd none = { .fd = -1 };
+
+			if (now_usec() >= deadline) {
+				(void)kill(n->pid, SIGKILL);
+				(void)waitpid(n->pid, NULL, 0);
+				break;
+			}
+			(void)poll(&none, 0, 20);
+		}
+	}
+	(void)unlink(n->conf);
+	snprintf(path, sizeof(path), "%s/ngircd.pid", n->dir);
+	(void)unlink(path);
+	(void)rmdir(n->dir);
+}
+
+/* The same check over IRC: NICK/USER/JOIN #bench and PRIVMSG, the senders
+ * OPER first. */
+START_TEST(chatbench_irc_against_ngircd)
+{
+	struct ngircd n;
+	char p[8];
+	struct run r;
+
+	ngircd_start(&n);
+	snprintf(p, sizeof(p), "%u", n.port);
+	r = run_bench((const char *const[]){ "--irc", "--oper", "bench:benchpw", "-c", "6", "-S",
+					      "2", "-r", "20", "-d", "1", "-t", "5", HOST, p,
+					      NULL });
+	ngircd_stop(&n);
+	expect_clean(&r, "chat bench against ngircd");
+	ck_assert_uint_eq(summary(&r, "deliveries"), 2 * 20 * 5);
 	run_free(&r);
 }
 END_TEST
@@ -456,7 +592,14 @@ chatbench_suite(void)
 		tc = harness_combo_tcase(s, c, NULL, setup, teardown, TCASE_TIMEOUT);
 		tcase_add_test(tc, chatbench_rate_limited_delivers_every_line_once);
 		tcase_add_test(tc, chatbench_max_rate_delivers_every_line_once);
+		if (strcmp(c->protocol, "tcp") == 0 && strcmp(c->model, "epoll") == 0)
+			tcase_add_test(tc, chatbench_also_spreads_members_over_listeners);
 	}
+	if (ngircd_bin()) {
+		tc = harness_tcase(s, "irc", NULL, NULL, NULL, TCASE_TIMEOUT);
+		tcase_add_test(tc, chatbench_irc_against_ngircd);
+	} else
+		fprintf(stderr, "chatbench: ngircd not installed; the irc case is left out\n");
 	tc = harness_tcase(s, "faults", NULL, NULL, NULL, TCASE_TIMEOUT);
 	tcase_add_test(tc, chatbench_passes_a_correct_relay);
 	tcase_add_loop_test(tc, chatbench_fails_on_a_relay_that_gets_one_line_wrong, 0,
