@@ -4,6 +4,7 @@
     python3 bench/run.py [--build DIR] [--rounds N] [--duration S] [--quick]
                          [--install] [--out FILE] [--json FILE]
                          [--modes LIST] [--models LIST] [--no-tools] [--no-idle]
+                         [--chat]
 
 It builds netechod and netecho (meson, in --build DIR) and the bare
 reference servers of bench/ref-echo.c, starts one netechod with a TCP and a
@@ -19,6 +20,15 @@ Everything runs in a private network namespace (the script re-executes
 itself under `unshare -n`), on 127.0.0.1 only. The servers run on CPU 0,
 the load generator and this script on CPU 1. Every process the script
 starts is killed by PID when it ends; every wait is bounded.
+
+With --chat it runs `netecho bench --chat` instead (modes chat100x1,
+chat100x100, chat1000x10, chatudp100x1) against a netechod chat listener
+per model and the chat references: bench/ref-chat.c (bare epoll relay),
+ngircd (generated config, flood penalties off where it knows
+MaxPenaltyTime), `ncat --chat` and bench/select-chat.py; a reference that
+is not installed is skipped and noted. --quick adds a chat smoke (a small
+rate-limited room on every model, UDP on poll) to the echo smoke; any
+delivery error fails it.
 
 Server CPU time is read from a cpuacct cgroup per server when the machine
 lets us make one (exited children included), else from /proc/PID/stat of
@@ -777,8 +787,10 @@ def run_bench(ctx, t, mode, duration):
 
 
 def run_bench_once(ctx, t, mode, duration):
-    argv = ctx.client_argv([ctx.netecho, "bench"] + mode.args + [HOST, str(t.port), "-d",
-                                                                  str(duration)])
+    if getattr(t, "before", None):
+        t.before()
+    argv = ctx.client_argv([ctx.netecho, "bench"] + mode.args + getattr(t, "extra", []) +
+                           [HOST, str(t.port), "-d", str(duration)])
     pid0 = t.root()
     c0 = t.cpu_ns()
     s0, o0 = cpu_stat(), own_cpu_ns()
@@ -809,6 +821,9 @@ def run_bench_once(ctx, t, mode, duration):
                    first_error=(err.strip().splitlines() or ["no summary line"])[-1])
         return res
     kv = parse_kv(lines[-1])
+    if kv.get("mode") == "chat":
+        # chat: a message is a delivery, a line received by one member
+        kv["msgs"], kv["msgs_per_s"] = kv.get("deliveries", 0), kv.get("deliveries_per_s", 0)
     msgs = int(kv.get("msgs", 0))
     res.update(msgs=msgs, msgs_per_s=float(kv.get("msgs_per_s", 0)),
                connects_per_s=float(kv.get("connects_per_s", 0)),
@@ -1479,6 +1494,350 @@ def scrape_main(ctx, args, models, argv_str):
     return 0
 
 
+# ---------------------------------------------------------------- chat
+
+# --chat: `netecho bench --chat` against a netechod chat listener per model
+# and against chat references. Ports: PORT_CHAT + model index (tcp and udp
+# of netechod), PORT_CHAT_REF + reference index.
+PORT_CHAT = 15500
+PORT_CHAT_REF = 15600
+CHAT_MODES = [
+    Mode("chat100x1", "chat, 100 members, 1 sender at max rate",
+         ["--chat", "-c", "100", "-S", "1"]),
+    Mode("chat100x100", "chat, 100 members, 100 senders at 10 lines/s",
+         ["--chat", "-c", "100", "-S", "100", "-r", "10"]),
+    Mode("chat1000x10", "chat, 1000 members, 10 senders at 10 lines/s",
+         ["--chat", "-c", "1000", "-S", "10", "-r", "10"]),
+    Mode("chatudp100x1", "UDP chat, 100 members, 1 sender at max rate",
+         ["--chat", "-u", "-c", "100", "-S", "1"], udp=True),
+]
+CHAT_MODE_BY_KEY = {m.key: m for m in CHAT_MODES}
+# --quick: one small chat per model (tcp), and udp on poll; any error fails.
+CHAT_QUICK = Mode("chatquick", "chat smoke, 10 members, 2 senders at 20 lines/s",
+                  ["--chat", "-c", "10", "-S", "2", "-r", "20"])
+CHAT_QUICK_UDP = Mode("chatquickudp", "UDP chat smoke, 10 members, 2 senders at 20 lines/s",
+                      ["--chat", "-u", "-c", "10", "-S", "2", "-r", "20"], udp=True)
+CHAT_REFS = ["ref-chat", "ngircd", "ncat", "select-chat.py"]
+IRC_OPER = "bench:bench"
+
+
+def chat_netechod_config(ctx, models):
+    out = ['log_level = "notice";', "shutdown_timeout = 1;",
+           "defaults = { max_clients = 20000; idle_timeout = 0; backlog = 1024; };",
+           "listeners = ("]
+    items = []
+    for m in models:
+        model = "epoll" if m == "epoll2" else m
+        extra = f" max_clients = {SELECT_MAX};" if m == "select" else \
+            (" workers = 2;" if m == "epoll2" else "")
+        port = PORT_CHAT + MODELS.index(m)
+        for proto in ("tcp", "udp"):
+            # udp chat: one worker (the room lives in one process)
+            e = extra if proto == "tcp" or m == "select" else ""
+            items.append(f'  {{ name = "c-{m}-{proto}"; protocol = "{proto}"; '
+                         f'address = "{HOST}"; port = {port}; model = "{model}"; '
+                         f'service = "chat";{e} }}')
+    out.append(",\n".join(items))
+    out.append(");")
+    path = os.path.join(ctx.tmp, "netechod-chat.conf")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+    return path
+
+
+def wait_listen(proto, port, p, timeout=10):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if p.poll() is not None:
+            return False
+        if listen_inode(proto, port) is not None:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def start_chat_netechod(ctx, models):
+    """Targets by (model, "tcp" | "udp"), each with its handler's cgroup."""
+    conf = chat_netechod_config(ctx, models)
+    r = subprocess.run([ctx.netechod, "-t", "-c", conf], capture_output=True, text=True,
+                       timeout=30)
+    if r.returncode != 0:
+        raise SystemExit(f"netechod rejected the chat bench config:\n{r.stdout}{r.stderr}")
+    logf = open(os.path.join(ctx.tmp, "netechod-chat.log"), "w")
+    p = ctx.procs.start([ctx.netechod, "-c", conf], cpu=ctx.server_cpu(),
+                        stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+    logf.close()
+    ctx.nd_proc = p
+    targets = {}
+    end = time.monotonic() + 20
+    for m in models:
+        port = PORT_CHAT + MODELS.index(m)
+        for proto in ("tcp", "udp"):
+            def resolver(proto=proto, port=port):
+                ino = listen_inode(proto, port)
+                if ino is None:
+                    return None
+                for c in children(p.pid):
+                    if ino in socket_inodes(c):
+                        return c
+                return None
+            pid = None
+            while time.monotonic() < end and not pid:
+                if p.poll() is not None:
+                    raise SystemExit("netechod exited at start-up:\n" +
+                                     read(os.path.join(ctx.tmp, "netechod-chat.log"), ""))
+                pid = resolver()
+                if not pid:
+                    time.sleep(0.1)
+            if not pid:
+                raise SystemExit(f"netechod chat {m} {proto} not ready after 20 s\n" +
+                                 read(os.path.join(ctx.tmp, "netechod-chat.log"), ""))
+            cg = ctx.acct.make(f"ndc-{m}-{proto}")
+            if cg and not all(CpuAcct.add(cg, q) for q in tree(pid)):
+                cg = None
+            t = Target(f"netechod/{m}", "netechod", m, proto, port, pid, cg, ctx.acct)
+            t.resolve = resolver
+            targets[(m, proto)] = t
+    return targets
+
+
+def ngircd_conf(ctx, port):
+    """The config and whether MaxPenaltyTime (flood penalties off) is known
+    to this ngircd: `ngircd --configtest` prints every setting it knows."""
+    base = f"""[Global]
+	Name = bench.irc.local
+	Ports = {port}
+	Listen = {HOST}
+	MotdPhrase = bench
+	PidFile = {os.path.join(ctx.tmp, "ngircd.pid")}
+[Limits]
+	MaxConnections = 0
+	MaxConnectionsIP = 0
+	MaxJoins = 0
+	PingTimeout = 600
+	PongTimeout = 60
+%s[Options]
+	DNS = no
+	Ident = no
+	PAM = no
+[Operator]
+	Name = {IRC_OPER.split(':')[0]}
+	Password = {IRC_OPER.split(':')[1]}
+"""
+    path = os.path.join(ctx.tmp, "ngircd.conf")
+    with open(path, "w") as f:
+        f.write(base % "\tMaxPenaltyTime = 0\n")
+    r = subprocess.run([shutil.which("ngircd"), "--configtest", "-f", path],
+                       capture_output=True, text=True, timeout=10)
+    if "MaxPenaltyTime = 0" in r.stdout:
+        return path, True
+    with open(path, "w") as f:
+        f.write(base % "")
+    return path, False
+
+
+def start_chat_refs(ctx):
+    """Targets by name (tcp); names not installed are noted as skipped."""
+    targets = {}
+    ref_chat = os.path.join(ctx.args.build, "bench", "ref-chat")
+    for i, name in enumerate(CHAT_REFS):
+        port = PORT_CHAT_REF + i
+        extra, ready, argv = [], None, None
+        if name == "ref-chat":
+            if not os.access(ref_chat, os.X_OK):
+                ctx.notes.append(f"ref-chat: skipped ({ref_chat} not built)")
+                continue
+            argv, ready = [ref_chat, str(port)], "ready"
+        elif name == "ngircd":
+            if not shutil.which("ngircd"):
+                ctx.notes.append("ngircd: skipped (not installed)")
+                continue
+            conf, penalty_off = ngircd_conf(ctx, port)
+            argv = [shutil.which("ngircd"), "-n", "-f", conf]
+            extra = ["--irc", "--oper", IRC_OPER]
+            ctx.notes.append("ngircd " + (subprocess.run(
+                [shutil.which("ngircd"), "--version"], capture_output=True,
+                text=True).stdout.split() or ["?", "?"])[1].split("-")[0] + ": generated config, MaxConnectionsIP = 0, "
+                + ("MaxPenaltyTime = 0 (flood penalties off)" if penalty_off else
+                   "MaxPenaltyTime unknown to this ngircd (penalties on)")
+                + f"; senders OPER as {IRC_OPER.split(':')[0]}; channel #bench")
+        elif name == "ncat":
+            if not shutil.which("ncat"):
+                ctx.notes.append("ncat --chat: skipped (not installed)")
+                continue
+            argv = [shutil.which("ncat"), "-l", HOST, str(port), "-k", "-m", "20000", "--chat"]
+            extra = ["--ncat"]
+        else:
+            argv, ready = [sys.executable, os.path.join(HERE, "select-chat.py"), str(port)], \
+                "ready"
+        cg = ctx.acct.make(f"cref-{name}")
+
+        def launch(argv=argv, ready=ready, cg=cg, port=port, name=name):
+            p = ctx.procs.start(argv, cpu=ctx.server_cpu(), cgroup=cg,
+                                stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE if ready else subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+            ok = wait_line(p, ready, 10) if ready else True
+            if not (ok and wait_listen("tcp", port, p)):
+                ctx.procs.stop(p)
+                return None
+            return p
+        p = launch()
+        if not p:
+            ctx.notes.append(f"{name}: did not start; skipped")
+            continue
+        t = Target(name, "chatref", name, "tcp", port, p.pid, cg, ctx.acct)
+        t.extra = extra
+        if name == "ncat":
+            # ncat --chat quits ("getpeername ... failed") when members
+            # leave in a burst, as they do at the end of every run: a
+            # fresh one for each run.
+            def restart(t=t, launch=launch):
+                old = [q for q in ctx.procs.procs if q.pid == t.root_pid]
+                for q in old:
+                    ctx.procs.stop(q, grace=0.5)
+                q = launch()
+                t.root_pid = q.pid if q else None
+            t.before = restart
+        targets[name] = t
+    return targets
+
+
+class ChatReport:
+    def __init__(self, ctx, models, modes, rounds):
+        self.ctx, self.models, self.modes, self.rounds = ctx, models, modes, rounds
+        self.res = {}
+
+    def add(self, rnd, t, mode, r):
+        self.res.setdefault((t.label, mode.key), {})[rnd] = r
+
+    def get(self, label, key):
+        return self.res.get((label, key), {})
+
+    def table(self, mode):
+        L = [f"### {mode.title} (`netecho bench {' '.join(mode.args)}`)", "",
+             "| server | deliveries/s | p50 µs | p99 µs | server CPU µs/delivery | "
+             "÷ ngircd | ÷ ref-chat | errors |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        labels = [f"netechod/{m}" for m in self.models] + CHAT_REFS
+        ng, rc = self.get("ngircd", mode.key), self.get("ref-chat", mode.key)
+        for lab in labels:
+            d = self.get(lab, mode.key)
+            if not d:
+                continue
+            errs = [v.get("errors") or 0 for v in d.values()]
+            disturbed = sum(1 for v in d.values() if v.get("disturbed"))
+            L.append("| " + " | ".join([
+                lab if lab != "netechod/epoll2" else "netechod/epoll workers=2",
+                fmt_spread(series(d, "msgs_per_s")) +
+                (f" (disturbed {disturbed}/{len(d)})" if disturbed else ""),
+                fmt_n(med(series(d, "p50_us"))), fmt_n(med(series(d, "p99_us"))),
+                fmt_spread(series(d, "cpu_us_per_msg")),
+                fmt_ratio(paired(d, ng, "msgs_per_s", self.rounds)) if lab != "ngircd" else "",
+                fmt_ratio(paired(d, rc, "msgs_per_s", self.rounds)) if lab != "ref-chat"
+                else "",
+                str(sum(errs)) + ("" if not sum(errs) else " (" + next(
+                    (v.get("first_error", "") for v in d.values() if v.get("errors")), "")
+                    .replace("|", "/")[:80] + ")"),
+            ]) + " |")
+        L.append("")
+        return L
+
+    def markdown(self, header, started, elapsed):
+        L = list(header)
+        L.append("## Chat")
+        L.append("")
+        L.append(f"{started}; {self.rounds} round(s) of {self.ctx.args.duration:g} s; "
+                 f"took {elapsed:.0f} s. Medians, (min–max) over rounds; deliveries are "
+                 "lines received by members, each checked for exactly once and in order; "
+                 "server CPU from the server's cgroup (or /proc) over the whole run, joins "
+                 "and drain included, divided by deliveries. Ratios are per round. "
+                 "\"disturbed\": other processes took more than --max-foreign % of the "
+                 "server's or the client's CPU during that run, even after a retry.")
+        L.append("")
+        for mode in self.modes:
+            L.extend(self.table(mode))
+        return L
+
+
+def chat_seq(rnd, nd, refs, models, mode):
+    proto = "udp" if mode.udp else "tcp"
+    seq = [nd[(m, proto)] for m in models]
+    if not mode.udp:
+        seq += list(refs.values())
+    # alternate: every round starts one server later
+    k = rnd % len(seq) if seq else 0
+    return seq[k:] + seq[:k]
+
+
+def chat_main(ctx, args, models, argv_str):
+    modes = [CHAT_MODE_BY_KEY[k] for k in (args.modes.split(",") if args.modes else
+                                           [m.key for m in CHAT_MODES])
+             if k in CHAT_MODE_BY_KEY or sys.exit(f"unknown chat mode {k}")]
+    if args.quick:
+        modes = [CHAT_QUICK, CHAT_QUICK_UDP]
+    started = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+    t_start = time.monotonic()
+    rep = ChatReport(ctx, models, modes, args.rounds)
+    raw = {"runs": []}
+    failed = False
+    try:
+        failed = chat_runs(ctx, args, models, modes, rep, raw)
+        if ctx.nd_proc and ctx.nd_proc.poll() is not None:
+            failed = True
+            ctx.notes.append("netechod exited during the run")
+    except KeyboardInterrupt:
+        log("bench: interrupted")
+        failed = True
+    finally:
+        nd_log = read(os.path.join(ctx.tmp, "netechod-chat.log"), "")
+        ctx.cleanup()
+    md = rep.markdown(machine_header(ctx, argv_str), started, time.monotonic() - t_start)
+    text = "\n".join(md)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    if args.json:
+        raw["netechod_log_tail"] = nd_log[-4000:]
+        with open(args.json, "w") as f:
+            json.dump(raw, f, indent=1)
+    if failed:
+        log("bench: FAILED (delivery errors in netechod chat; see above)")
+        return 1
+    return 0
+
+
+def chat_runs(ctx, args, models, modes, rep, raw, quick_models=None):
+    """Run modes on netechod (models) and, unless --quick, the chat
+    references. True when netechod had any error."""
+    failed = False
+    nd = start_chat_netechod(ctx, models)
+    refs = {} if args.quick else start_chat_refs(ctx)
+    log(f"bench: chat on {len(models)} netechod models; references: "
+        f"{', '.join(refs) or 'none'}; CPU from {ctx.acct.describe}")
+    for rnd in range(args.rounds):
+        for mode in modes:
+            seq = chat_seq(rnd, nd, refs, models, mode)
+            if mode is CHAT_QUICK_UDP:
+                seq = [t for t in seq if t.model == "poll"] or seq[:1]
+            for t in seq:
+                r = run_bench(ctx, t, mode, args.duration)
+                r["round"] = rnd
+                rep.add(rnd, t, mode, r)
+                raw["runs"].append(r)
+                log(f"[{rnd + 1}/{args.rounds}] {mode.key:12} {t.label:17} "
+                    f"{fmt_n(r['msgs_per_s']):>10} deliveries/s  p50 {fmt_n(r.get('p50_us'))}"
+                    f" p99 {fmt_n(r.get('p99_us'))} µs  cpu "
+                    f"{fmt_n(r.get('cpu_us_per_msg'))} µs/delivery"
+                    + (" DISTURBED" if r.get("disturbed") else "")
+                    + (f"  ERRORS {r['errors']}: {r.get('first_error', '')}"
+                       if r.get("errors") else ""))
+                if r.get("errors") and t.kind == "netechod":
+                    failed = True
+    return failed
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1511,6 +1870,11 @@ def main():
     ap.add_argument("--budget", type=float, default=0,
                     help="minutes after which disturbed runs are no longer repeated nor "
                     "quiet moments awaited (default: no limit)")
+    ap.add_argument("--chat", action="store_true",
+                    help="chat modes instead: " + ",".join(m.key for m in CHAT_MODES) +
+                    " (--modes picks among them) on every model and the chat references "
+                    "(ref-chat, ngircd, ncat --chat, select-chat.py); with --quick only a "
+                    "chat smoke per model")
     ap.add_argument("--idle", type=int, help="idle connections per server (default: 10000; "
                     "fork 1000, select 950)")
     args = ap.parse_args()
@@ -1521,7 +1885,7 @@ def main():
     if args.rounds < 1 or args.duration <= 0:
         ap.error("--rounds must be >= 1 and --duration > 0")
     scrape = args.modes == "scrape"
-    modes = [] if scrape else [MODE_BY_KEY[k] for k in (args.modes.split(",") if args.modes else
+    modes = [] if scrape or args.chat else [MODE_BY_KEY[k] for k in (args.modes.split(",") if args.modes else
                                       (QUICK_MODES if args.quick else
                                        [m.key for m in MODES]))
              if k in MODE_BY_KEY or ap.error(f"unknown mode {k}")]
@@ -1565,9 +1929,12 @@ def main():
 
     if scrape:
         return scrape_main(ctx, args, models, argv_str)
+    if args.chat:
+        return chat_main(ctx, args, models, argv_str)
     started = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
     t_start = time.monotonic()
     rep = Report(ctx, models, modes, args.rounds)
+    chat_rep = ChatReport(ctx, models, [CHAT_QUICK, CHAT_QUICK_UDP], args.rounds)
     raw = {"idle": {}, "runs": []}
     failed = False
     try:
@@ -1675,16 +2042,27 @@ def main():
         if ctx.nd_proc.poll() is not None:
             failed = True
             ctx.notes.append("netechod exited during the run")
+        if args.quick:
+            # the chat smoke: a netechod of its own, every model, no references
+            if chat_runs(ctx, args, models, [CHAT_QUICK, CHAT_QUICK_UDP], chat_rep,
+                         raw.setdefault("chat", {"runs": []})):
+                failed = True
     except KeyboardInterrupt:
         log("bench: interrupted")
         failed = True
     finally:
-        nd_log = read(os.path.join(ctx.tmp, "netechod.log"), "")
+        nd_log = read(os.path.join(ctx.tmp, "netechod.log"), "") + \
+            read(os.path.join(ctx.tmp, "netechod-chat.log"), "")
         ctx.cleanup()
 
     elapsed = time.monotonic() - t_start
     header = machine_header(ctx, argv_str)
     md = rep.markdown(header, started, elapsed)
+    if chat_rep.res:
+        md.append("## Chat smoke")
+        md.append("")
+        for mode in chat_rep.modes:
+            md.extend(chat_rep.table(mode))
     text = "\n".join(md)
     print(text)
     if args.out:

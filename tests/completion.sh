@@ -81,6 +81,8 @@ expect "netecho echo -t " # a number: nothing to offer
 expect "netecho bench -u localhost 7 --p" --pipeline --proxy
 expect "netecho echo --proxy " v1 v2
 expect "netecho bench localhost 7 --proxy v" v1 v2
+expect "netecho bench --chat --i" --irc
+expect "netecho bench --chat localhost 7 -S " # a number: nothing to offer
 
 # ---- every option in the help output is completed ----
 help=$("$NETECHOD_BIN" -h)
@@ -103,6 +105,10 @@ for cmd in "${cmds[@]}"; do
 	[ ${#opts[@]} -ge 2 ] || fail "netecho $cmd -h: only ${#opts[@]} options found" "${opts[*]}"
 	offers "netecho $cmd -" "${opts[@]}"
 done
+help=$("$NETECHO_BIN" bench --chat -h)
+mapfile -t opts < <(options "$help")
+[ ${#opts[@]} -ge 10 ] || fail "netecho bench --chat -h: only ${#opts[@]} options found" "${opts[*]}"
+offers "netecho bench --chat -" "${opts[@]}"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

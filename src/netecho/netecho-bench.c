@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "netecho-common.h"
+#include "netecho-hist.h"
 #include "util.h"
 
 #define NSEC_PER_SEC UINT64_C(1000000000)
@@ -72,13 +73,6 @@
 #define SEQ_FREE UINT64_MAX
 #define FIRST_ERROR_MAX 256
 
-/* Log-linear histogram of nanoseconds: values below HIST_SUB exactly,
- * then HIST_SUB buckets per power of two (under 1 % error), up to
- * 2^HIST_MAX_EXP ns (18 minutes). */
-#define HIST_SUB_BITS 7
-#define HIST_SUB (1u << HIST_SUB_BITS)
-#define HIST_MAX_EXP 40
-#define HIST_BUCKETS (HIST_SUB + (HIST_MAX_EXP - HIST_SUB_BITS + 1) * HIST_SUB)
 
 /* Counters shared with the progress line: one writer, any reader. */
 #define STAT_ADD(x, n)                                                                  \
@@ -106,12 +100,6 @@ enum conn_state {
 	CONN_BACKOFF,
 	CONN_DONE,
 	_CONN_STATE_MAX,
-};
-
-struct hist {
-	uint64_t count[HIST_BUCKETS];
-	uint64_t total;
-	uint64_t max;
 };
 
 struct worker;
@@ -155,7 +143,7 @@ struct worker {
 	uint64_t end; /* b->end as last seen */
 	bool stopping;
 	uint64_t drain_end;
-	struct hist hist;
+	struct netecho_hist hist;
 	/* STAT_* counters */
 	uint64_t msgs;
 	uint64_t connects; /* TCP handshakes completed */
@@ -200,6 +188,8 @@ usage(FILE *f)
 	fputs("Usage: netecho bench [-u] HOST PORT [-c CONNS] [-s SIZE] [-d SECONDS]\n"
 	      "                     [-P PIPELINE] [-T THREADS] [-t TIMEOUT] [--connect]\n"
 	      "                     [--proxy v1|v2]\n"
+	      "       netecho bench --chat [-u | --irc] HOST PORT [--also HOST:PORT]...\n"
+	      "                     [-c MEMBERS] [-S SENDERS] [-r RATE] [-s SIZE] [-d SECONDS]\n"
 	      "\n"
 	      "Load an echo server and verify every byte that comes back.\n"
 	      "\n"
@@ -215,6 +205,7 @@ usage(FILE *f)
 	      "                      their echoes, close, repeat\n"
 	      "      --proxy v1|v2   TCP: every connection sends a PROXY protocol header\n"
 	      "                      first (not counted as payload)\n"
+	      "      --chat          chat load instead ('netecho bench --chat -h')\n"
 	      "  -h, --help          show this help\n"
 	      "\n"
 	      "The last line on stdout is a key=value summary. Exit status: 0 no errors,\n"
@@ -237,74 +228,6 @@ now_nsec(void)
 
 	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
-}
-
-/* ---- histogram ---- */
-
-static unsigned
-hist_index(uint64_t v)
-{
-	unsigned e;
-
-	if (v < HIST_SUB)
-		return (unsigned)v;
-	if (v >= (UINT64_C(1) << (HIST_MAX_EXP + 1)))
-		v = (UINT64_C(1) << (HIST_MAX_EXP + 1)) - 1;
-	e = 63u - (unsigned)__builtin_clzll(v);
-	return HIST_SUB + (e - HIST_SUB_BITS) * HIST_SUB +
-	       (unsigned)((v >> (e - HIST_SUB_BITS)) - HIST_SUB);
-}
-
-/* The middle of bucket i. */
-static uint64_t
-hist_value(unsigned i)
-{
-	unsigned k, e;
-	uint64_t low, width;
-
-	if (i < HIST_SUB)
-		return i;
-	k = i - HIST_SUB;
-	e = k / HIST_SUB + HIST_SUB_BITS;
-	low = (uint64_t)(HIST_SUB + k % HIST_SUB) << (e - HIST_SUB_BITS);
-	width = UINT64_C(1) << (e - HIST_SUB_BITS);
-	return low + width / 2;
-}
-
-static inline void
-hist_add(struct hist *h, uint64_t v)
-{
-	h->count[hist_index(v)]++;
-	h->total++;
-	if (v > h->max)
-		h->max = v;
-}
-
-static void
-hist_merge(struct hist *dst, const struct hist *src)
-{
-	for (unsigned i = 0; i < HIST_BUCKETS; i++)
-		dst->count[i] += src->count[i];
-	dst->total += src->total;
-	dst->max = MAX(dst->max, src->max);
-}
-
-/* Value at quantile q (0-1]; 0 for an empty histogram. */
-static uint64_t
-hist_quantile(const struct hist *h, double q)
-{
-	uint64_t rank, seen = 0;
-
-	if (h->total == 0)
-		return 0;
-	rank = (uint64_t)(q * (double)h->total + 0.999999);
-	rank = MAX(rank, UINT64_C(1));
-	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
-		seen += h->count[i];
-		if (seen >= rank)
-			return MIN(hist_value(i), h->max);
-	}
-	return h->max;
 }
 
 /* ---- connections ---- */
@@ -585,7 +508,7 @@ tcp_readable(struct conn *c, uint64_t now)
 
 		/* Echoes completed after the end are verified, not counted. */
 		if (now < w->end) {
-			hist_add(&w->hist, now - sent_at);
+			netecho_hist_add(&w->hist, now - sent_at);
 			STAT_ADD(w->msgs, 1);
 		}
 	}
@@ -678,7 +601,7 @@ udp_readable(struct conn *c, uint64_t now)
 		if (c->seq[s] != q || !udp_matches(b, c, w->rbuf, q))
 			continue;
 		if (now < w->end) {
-			hist_add(&w->hist, now - c->stamp[s]);
+			netecho_hist_add(&w->hist, now - c->stamp[s]);
 			STAT_ADD(w->msgs, 1);
 		}
 		c->seq[s] = SEQ_FREE;
@@ -873,26 +796,6 @@ worker_run(void *arg)
 
 /* ---- setup and report ---- */
 
-/* Soft RLIMIT_NOFILE up to need, as far as the hard limit allows. */
-static int
-raise_fd_limit(rlim_t need, rlim_t *reterr_hard)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return -errno;
-	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
-		return 0;
-	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
-		*reterr_hard = rl.rlim_max;
-		return -EMFILE;
-	}
-	rl.rlim_cur = need;
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return -errno;
-	return 0;
-}
-
 static int
 send_probe_header(const struct bench *b, int fd, uint64_t deadline)
 {
@@ -986,7 +889,7 @@ bench_setup(struct bench *b)
 		return -EMSGSIZE;
 	}
 	need = (rlim_t)b->conns + 2 * b->threads + 32;
-	r = raise_fd_limit(need, &hard);
+	r = netecho_raise_fd_limit(need, &hard);
 	if (r == -EMFILE)
 		fprintf(stderr,
 			"netecho: %lu connections need %llu file descriptors; the hard limit is %llu (ulimit -Hn)\n",
@@ -1170,7 +1073,7 @@ bench_run(struct bench *b, const sigset_t *waitmask)
 static void
 report(const struct bench *b, bool ran)
 {
-	struct hist *h = NULL;
+	struct netecho_hist *h = NULL;
 	struct totals t = sum_counters(b);
 	double dur = 0, rate = 0, mbs = 0, conn_rate = 0;
 	uint64_t p50 = 0, p99 = 0, p999 = 0, max = 0;
@@ -1179,10 +1082,10 @@ report(const struct bench *b, bool ran)
 		h = calloc(1, sizeof(*h));
 		if (h) {
 			for (size_t i = 0; i < b->threads; i++)
-				hist_merge(h, &b->workers[i].hist);
-			p50 = hist_quantile(h, 0.50);
-			p99 = hist_quantile(h, 0.99);
-			p999 = hist_quantile(h, 0.999);
+				netecho_hist_merge(h, &b->workers[i].hist);
+			p50 = netecho_hist_quantile(h, 0.50);
+			p99 = netecho_hist_quantile(h, 0.99);
+			p999 = netecho_hist_quantile(h, 0.999);
 			max = h->max;
 			free(h);
 		}
@@ -1266,6 +1169,11 @@ netecho_bench_main(int argc, char **argv)
 	struct totals totals;
 	sigset_t block, waitmask;
 	int c, r;
+
+	/* --chat anywhere before "--" selects the chat bench. */
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--chat") == 0)
+			return netecho_benchchat_main(argc, argv);
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":uc:s:d:P:T:t:h", options, NULL)) >= 0) {

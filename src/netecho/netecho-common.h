@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/resource.h>
 
 union sockaddr_any;
 
@@ -31,6 +32,8 @@ int netecho_usage_error(const char *cmd, void (*usage)(FILE *f), const char *fmt
 int netecho_echo_main(int argc, char **argv);
 int netecho_chat_main(int argc, char **argv);
 int netecho_bench_main(int argc, char **argv);
+/* netecho bench --chat; argv as for netecho_bench_main(). */
+int netecho_benchchat_main(int argc, char **argv);
 
 /* "10", "0.5", "1e-3": positive seconds, at most max, as microseconds (at
  * least 1). -EINVAL or -ERANGE. */
@@ -90,3 +93,7 @@ void netecho_random(void *buf, size_t len);
 
 /* "127.0.0.1:7" or "[::1]:7" for an addrinfo entry. */
 const char *netecho_ai_to_string(const struct addrinfo *ai, char *buf, size_t len);
+
+/* Soft RLIMIT_NOFILE up to need, as far as the hard limit allows: 0, or
+ * -EMFILE with the hard limit in *reterr_hard, or another -errno. */
+int netecho_raise_fd_limit(rlim_t need, rlim_t *reterr_hard);

@@ -29,6 +29,8 @@ usage(FILE *f)
 	      "       netecho chat [-u] HOST PORT NAME\n"
 	      "       netecho bench [-u] HOST PORT [-c CONNS] [-s SIZE] [-d SECONDS]\n"
 	      "                     [-P PIPELINE] [-T THREADS] [-t TIMEOUT] [--connect]\n"
+	      "       netecho bench --chat [-u | --irc] HOST PORT [--also HOST:PORT]...\n"
+	      "                     [-c MEMBERS] [-S SENDERS] [-r RATE] [-s SIZE] [-d SECONDS]\n"
 	      "       netecho -h | --help\n"
 	      "       netecho -V | --version\n"
 	      "\n"
@@ -37,7 +39,8 @@ usage(FILE *f)
 	      "  chat   interactive chat: lines from stdin go to the server, lines from\n"
 	      "         the server go to stdout\n"
 	      "  bench  load generator: ping-pong, pipelined, connect-rate or UDP;\n"
-	      "         verifies every echoed byte\n"
+	      "         verifies every echoed byte; --chat loads a chat room and checks\n"
+	      "         that every member gets every line once and in order\n"
 	      "\n"
 	      "'netecho COMMAND -h' describes the options of a command. See netecho(1).\n",
 	      f);
