@@ -22,7 +22,7 @@ the load generator and this script on CPU 1. Every process the script
 starts is killed by PID when it ends; every wait is bounded.
 
 With --chat it runs `netecho bench --chat` instead (modes chat100x1,
-chat100x100, chat1000x10, chatudp100x1) against a netechod chat listener
+chat100x100, chat1000x10, chatudp100x1, chat10x10, chatcrowd) against a netechod chat listener
 per model and the chat references: bench/ref-chat.c (bare epoll relay),
 ngircd (generated config, flood penalties off where it knows
 MaxPenaltyTime), `ncat --chat` and bench/select-chat.py; a reference that
@@ -85,9 +85,14 @@ PROXY_EXTRA = ' proxy_protocol = true; proxy_from = [ "127.0.0.0/8" ];'
 
 
 class Mode:
-    def __init__(self, key, title, args, udp=False, tools=False, proxy=False):
+    def __init__(self, key, title, args, udp=False, tools=False, proxy=False, crowd=False,
+                 skip=()):
         self.key, self.title, self.args, self.udp, self.tools = key, title, args, udp, tools
         self.proxy = proxy  # connectpx: runs its PX_VARIANTS instead of itself
+        # chatcrowd: the servers that hold 10000 members, and the server's
+        # peak memory sampled during the run
+        self.crowd = crowd
+        self.skip = skip  # models and references that cannot hold the mode's members
 
 
 MODES = [
@@ -795,9 +800,13 @@ def run_bench_once(ctx, t, mode, duration):
     c0 = t.cpu_ns()
     s0, o0 = cpu_stat(), own_cpu_ns()
     w0 = time.monotonic()
+    peak_kb = None
     try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
-        out, err, rc = r.stdout, r.stderr, r.returncode
+        if mode.crowd:
+            out, err, rc, peak_kb = run_sampling_memory(argv, t, duration + 90)
+        else:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+            out, err, rc = r.stdout, r.stderr, r.returncode
     except subprocess.TimeoutExpired:
         out, err, rc = "", "netecho bench did not finish in time (killed)", -1
     wall = time.monotonic() - w0
@@ -835,10 +844,40 @@ def run_bench_once(ctx, t, mode, duration):
     if res["errors"]:
         res["first_error"] = next((ln for ln in err.splitlines() if "first error" in ln),
                                   err.strip()[-200:])
+    if peak_kb is not None:
+        # everything the server holds above what it held when it had
+        # started, at the peak of the run, over the members: an upper bound
+        # of one member's cost
+        members = int(kv.get("members", 0) or 0)
+        res["peak_rss_kb"] = peak_kb
+        res["rss0_kb"] = getattr(t, "rss0_kb", 0)
+        if members:
+            res["kb_per_member"] = (peak_kb - res["rss0_kb"]) / members
     if t.kind == "netechod" and pid0 != pid1:
         res["errors"] += 1
         res["first_error"] = f"handler process changed during the run ({pid0} -> {pid1})"
     return res
+
+
+def run_sampling_memory(argv, t, timeout):
+    """Run argv to its end like subprocess.run, reading the server's RSS
+    (its process tree) every 0.2 s meanwhile: (stdout, stderr, rc, peak
+    KiB)."""
+    with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
+        p = subprocess.Popen(argv, stdout=fo, stderr=fe, text=True)
+        peak, end = 0, time.monotonic() + timeout
+        while p.poll() is None:
+            if time.monotonic() > end:
+                p.kill()
+                p.wait()
+                raise subprocess.TimeoutExpired(argv, timeout)
+            root = t.root()
+            if root:
+                peak = max(peak, tree_mem_kb(root)[0])
+            time.sleep(0.2)
+        fo.seek(0)
+        fe.seek(0)
+        return fo.read(), fe.read(), p.returncode, peak
 
 
 def fresh_echo_ms(ctx, port, n=5):
@@ -1507,10 +1546,20 @@ CHAT_MODES = [
     Mode("chat100x100", "chat, 100 members, 100 senders at 10 lines/s",
          ["--chat", "-c", "100", "-S", "100", "-r", "10"]),
     Mode("chat1000x10", "chat, 1000 members, 10 senders at 10 lines/s",
-         ["--chat", "-c", "1000", "-S", "10", "-r", "10"]),
+         ["--chat", "-c", "1000", "-S", "10", "-r", "10", "-t", "30"],
+         skip=("select",)),  # select holds at most 960 (FD_SETSIZE)
     Mode("chatudp100x1", "UDP chat, 100 members, 1 sender at max rate",
          ["--chat", "-u", "-c", "100", "-S", "1"], udp=True),
+    Mode("chat10x10", "chat, 10 members, 10 senders at 1 line/s (the conversation alone)",
+         ["--chat", "-c", "10", "-S", "10", "-r", "1"]),
+    Mode("chatcrowd", "chat, the same 10 senders at 1 line/s beside 10000 idle members",
+         ["--chat", "-c", "10010", "-S", "10", "-r", "1", "-t", "60"], crowd=True),
 ]
+# chatcrowd runs on the models and references that hold 10000 connections
+# (select stops at FD_SETSIZE, fork would start 10000 pumps, ncat and
+# select-chat.py use select()).
+CROWD_MODELS = ("thread", "poll", "epoll")
+CROWD_REFS = ("ref-chat", "ngircd")
 CHAT_MODE_BY_KEY = {m.key: m for m in CHAT_MODES}
 # --quick: one small chat per model (tcp), and udp on poll; any error fails.
 CHAT_QUICK = Mode("chatquick", "chat smoke, 10 members, 2 senders at 20 lines/s",
@@ -1597,6 +1646,7 @@ def start_chat_netechod(ctx, models):
                 cg = None
             t = Target(f"netechod/{m}", "netechod", m, proto, port, pid, cg, ctx.acct)
             t.resolve = resolver
+            t.rss0_kb = tree_mem_kb(pid)[0]
             targets[(m, proto)] = t
     return targets
 
@@ -1688,6 +1738,7 @@ def start_chat_refs(ctx):
             continue
         t = Target(name, "chatref", name, "tcp", port, p.pid, cg, ctx.acct)
         t.extra = extra
+        t.rss0_kb = tree_mem_kb(p.pid)[0]
         if name == "ncat":
             # ncat --chat quits ("getpeername ... failed") when members
             # leave in a burst, as they do at the end of every run: a
@@ -1717,8 +1768,9 @@ class ChatReport:
     def table(self, mode):
         L = [f"### {mode.title} (`netecho bench {' '.join(mode.args)}`)", "",
              "| server | deliveries/s | p50 µs | p99 µs | server CPU µs/delivery | "
-             "÷ ngircd | ÷ ref-chat | errors |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "÷ ngircd | ÷ ref-chat | errors |" +
+             (" peak RSS MiB | KiB per member |" if mode.crowd else ""),
+             "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if mode.crowd else "")]
         labels = [f"netechod/{m}" for m in self.models] + CHAT_REFS
         ng, rc = self.get("ngircd", mode.key), self.get("ref-chat", mode.key)
         for lab in labels:
@@ -1739,7 +1791,9 @@ class ChatReport:
                 str(sum(errs)) + ("" if not sum(errs) else " (" + next(
                     (v.get("first_error", "") for v in d.values() if v.get("errors")), "")
                     .replace("|", "/")[:80] + ")"),
-            ]) + " |")
+            ] + ([fmt_n(med([v["peak_rss_kb"] / 1024 for v in d.values()
+                             if v.get("peak_rss_kb")] or [None])),
+                  fmt_spread(series(d, "kb_per_member"))] if mode.crowd else [])) + " |")
         L.append("")
         return L
 
@@ -1762,9 +1816,11 @@ class ChatReport:
 
 def chat_seq(rnd, nd, refs, models, mode):
     proto = "udp" if mode.udp else "tcp"
-    seq = [nd[(m, proto)] for m in models]
+    seq = [nd[(m, proto)] for m in models if (not mode.crowd or m in CROWD_MODELS)
+           and m not in mode.skip]
     if not mode.udp:
-        seq += list(refs.values())
+        seq += [t for n, t in refs.items() if (not mode.crowd or n in CROWD_REFS)
+                and n not in mode.skip]
     # alternate: every round starts one server later
     k = rnd % len(seq) if seq else 0
     return seq[k:] + seq[:k]
