@@ -252,7 +252,9 @@ install -D -m 0644 "$WORK/probe.py" "$ROOT/usr/local/lib/netechod-e2e/probe.py"
 # A sanitizer build in the sandboxed unit: LeakSanitizer needs to stop the
 # process's threads the way a debugger does, which the unit's system call
 # filter forbids, so its leak check is off there (the rest of ASan stays).
-if ldd "$NETECHOD_BIN" 2>/dev/null | grep -q 'libasan'; then
+# (grep reads all of ldd's output: with pipefail, grep -q quitting early can
+# kill ldd with SIGPIPE and fail the test, and the drop-in went missing.)
+if ldd "$NETECHOD_BIN" 2>/dev/null | grep 'libasan' >/dev/null; then
 	printf '[Service]\nEnvironment=ASAN_OPTIONS=detect_leaks=0\n' >"$WORK/asan.conf"
 	install -D -m 0644 "$WORK/asan.conf" "$ROOT/etc/systemd/system/netechod.service.d/e2e-asan.conf"
 fi
@@ -363,7 +365,7 @@ C1=$(cursor)
 if X systemctl reload netechod >"$WORK/out" 2>&1; then pass "reload (good file): systemctl reload succeeds"
 else fail "reload (good file): systemctl reload" "$(head -c 300 "$WORK/out")"; fi
 # 252: reload may return before RELOADING=1..READY=1 is over.
-reloaded() { journal_after "$C1" -o cat | grep -q 'reloaded'; }
+reloaded() { journal_after "$C1" -o cat | grep 'reloaded' >/dev/null; }
 wait_for 10 reloaded || true
 if wait_for 10 is_state netechod active && [ "$(show netechod MainPID)" = "$MAINPID" ]; then
 	pass "reload (good file): active, MainPID $MAINPID unchanged"
@@ -381,9 +383,9 @@ else pass "reload (bad file): systemctl reload fails"; fi
 if wait_for 10 is_state netechod active && [ "$(show netechod MainPID)" = "$MAINPID" ]; then
 	pass "reload (bad file): still active, MainPID unchanged"
 else fail "reload (bad file): state" "$(show netechod ActiveState), MainPID $(show netechod MainPID)"; fi
-if journal_after "$C2" -o cat | grep -q 'Control process exited.*status=78'; then pass "reload (bad file): ExecReload's netechod -t exited 78"
+if journal_after "$C2" -o cat | grep 'Control process exited.*status=78' >/dev/null; then pass "reload (bad file): ExecReload's netechod -t exited 78"
 else fail "reload (bad file): ExecReload's netechod -t exited 78" "$(journal_after "$C2" -o cat | grep -m1 'Control process' || echo 'no control process exit logged')"; fi
-if journal_after "$C2" -o cat | grep -q "netechod.conf:$BAD_LINE"; then pass "reload (bad file): the journal names netechod.conf:$BAD_LINE"
+if journal_after "$C2" -o cat | grep "netechod.conf:$BAD_LINE" >/dev/null; then pass "reload (bad file): the journal names netechod.conf:$BAD_LINE"
 else fail "reload (bad file): the journal names netechod.conf:$BAD_LINE" "$(journal_after "$C2" -o cat | tail -n 3 | paste -sd'|' -)"; fi
 probe_all "after bad reload (old config)" "tcp 17101" "udp 17103" "tcp 17105" "closed 17102"
 # SIGHUP straight to the daemon with the bad file: STATUS= carries the error.
@@ -411,7 +413,7 @@ if [ "$wd" = 1s ] && wd_advanced && is_state netechod active && [ "$(show netech
 	&& [ "$(show netechod NRestarts)" = "$restarts" ]; then
 	pass "watchdog: WatchdogSec=1s, pings received, alive after 3 s, MainPID unchanged"
 else fail "watchdog" "WatchdogUSec=$wd ts $ts1 -> $(show netechod WatchdogTimestampMonotonic), $(show netechod ActiveState), MainPID $(show netechod MainPID), NRestarts $(show netechod NRestarts)"; fi
-if X journalctl --no-pager -b -o cat 2>/dev/null | grep -q 'reception only permitted for main PID'; then
+if X journalctl --no-pager -b -o cat 2>/dev/null | grep 'reception only permitted for main PID' >/dev/null; then
 	fail "notify: messages only from the main pid" "$(X journalctl --no-pager -b -o cat | grep -m1 'reception only permitted')"
 else pass "notify: no message from a process other than the main pid"; fi
 
@@ -426,7 +428,7 @@ else fail "SIGUSR1: counters entries" "$(journal_after "$C3" -o cat | tail -n 3 
 C4=$(cursor)
 child=$(X pgrep -P "$MAINPID" | head -n1 || true)
 if [ -n "$child" ] && X kill -KILL "$child"; then
-	restarted() { journal_after "$C4" -o cat | grep -q 'restarting'; }
+	restarted() { journal_after "$C4" -o cat | grep 'restarting' >/dev/null; }
 	wait_for 5 restarted || true
 	probe_all "after SIGKILL to handler $child" "tcp 17101" "udp 17103" "chat 17104 lobby" "tcp 17105"
 	if is_state netechod active && [ "$(show netechod MainPID)" = "$MAINPID" ] \
