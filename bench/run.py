@@ -429,7 +429,7 @@ class Context:
         self.procs = Procs()
         self.acct = CpuAcct()
         self.notes = []
-        self.netechod = os.path.join(args.build, "src", "netechod")
+        self.netechod = args.netechod or os.path.join(args.build, "src", "netechod")
         self.netecho = os.path.join(args.build, "src", "netecho", "netecho")
         self.ref_echo = None
         self.pin = len(os.sched_getaffinity(0)) >= 2 and (os.cpu_count() or 1) >= 2
@@ -1363,7 +1363,8 @@ def machine_header(ctx, argv_str):
          f"- kernel: {os.uname().release}",
          f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
          f"- netechod: {nver or '?'}, tree {rev}, build dir `{ctx.args.build}` "
-         f"({build_type(ctx.args.build)})",
+         f"({build_type(ctx.args.build)})" +
+         (f"; daemon measured: `{ctx.netechod}`" if ctx.args.netechod else ""),
          f"- pinning: " + (f"servers on CPU {SERVER_CPU}, netecho bench on CPU {CLIENT_CPU} "
                            "(taskset)" if ctx.pin else "none (fewer than 2 CPUs)"),
          f"- server CPU time from: {ctx.acct.describe}",
@@ -1931,6 +1932,10 @@ def main():
                     " (--modes picks among them) on every model and the chat references "
                     "(ref-chat, ngircd, ncat --chat, select-chat.py); with --quick only a "
                     "chat smoke per model")
+    ap.add_argument("--netechod", metavar="PATH",
+                    help="the netechod binary to measure (default: BUILD/src/netechod); "
+                    "the client and the references still come from --build, so two "
+                    "daemons (before and after a change) meet the same load")
     ap.add_argument("--idle", type=int, help="idle connections per server (default: 10000; "
                     "fork 1000, select 950)")
     args = ap.parse_args()
@@ -1950,6 +1955,10 @@ def main():
     if args.quick and not args.models:
         models = [m for m in models if m != "epoll2"]
     args.build = os.path.abspath(args.build) if args.build else os.path.join(ROOT, "build")
+    if args.netechod:
+        args.netechod = os.path.abspath(args.netechod)
+        if not os.access(args.netechod, os.X_OK):
+            ap.error(f"--netechod {args.netechod}: not an executable")
     for a in ("out", "json"):
         if getattr(args, a):
             setattr(args, a, os.path.abspath(getattr(args, a)))
