@@ -125,6 +125,8 @@ hook_del_write(void *privdata)
 	update(e, e->events & ~LOOP_WRITE);
 }
 
+static void on_disconnect_cb(const redisAsyncContext *cac, int status);
+
 static void
 hook_cleanup(void *privdata)
 {
@@ -141,7 +143,7 @@ hook_cleanup(void *privdata)
 	}
 	/* hiredis 0.14 calls the disconnect callback after this hook, for a
 	 * context that was connected; it finds us through ev.data. */
-	e->await_disconnect = (ac->c.flags & REDIS_CONNECTED) && ac->onDisconnect;
+	e->await_disconnect = (ac->c.flags & REDIS_CONNECTED) && ac->onDisconnect == on_disconnect_cb;
 	ac->ev.addRead = ac->ev.delRead = NULL;
 	ac->ev.addWrite = ac->ev.delWrite = NULL;
 	ac->ev.cleanup = NULL;

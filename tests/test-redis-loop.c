@@ -480,6 +480,53 @@ START_TEST(free_inside_a_reply_callback)
 }
 END_TEST
 
+/* ---- attached by hand, with hiredis's own callbacks ---- */
+
+static int own_connected, own_disconnected;
+
+static void
+own_on_connect(const redisAsyncContext *ac, int status)
+{
+	own_connected = status == REDIS_OK ? 1 : -1;
+}
+
+static void
+own_on_disconnect(const redisAsyncContext *ac, int status)
+{
+	own_disconnected = status == REDIS_OK ? 1 : -1;
+}
+
+static void
+own_on_pong(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	int *got = privdata;
+
+	*got = reply ? 1 : -1;
+	redisAsyncFree(ac);
+}
+
+START_TEST(attach_with_hiredis_callbacks)
+{
+	redisAsyncContext *ac = redisAsyncConnect("127.0.0.1", srv.port);
+	int got = 0, fd;
+
+	ck_assert_ptr_nonnull(ac);
+	ck_assert_int_eq(ac->err, 0);
+	fd = ac->c.fd;
+	ck_assert_int_eq(redis_loop_attach(ac, lp), 0);
+	ck_assert_int_eq(redis_loop_attach(ac, lp), -EEXIST);
+	own_connected = own_disconnected = 0;
+	ck_assert_int_eq(redisAsyncSetConnectCallback(ac, own_on_connect), REDIS_OK);
+	ck_assert_int_eq(redisAsyncSetDisconnectCallback(ac, own_on_disconnect), REDIS_OK);
+	ck_assert_int_eq(redisAsyncCommand(ac, own_on_pong, &got, "PING"), REDIS_OK);
+	RUN_UNTIL(own_disconnected, WAIT_MS, "PONG and the free in its callback");
+	ck_assert_int_eq(own_connected, 1);
+	ck_assert_int_eq(got, 1);
+	ck_assert_int_eq(own_disconnected, 1);
+	ck_assert(fd_unwatched(fd));
+}
+END_TEST
+
 /* ---- limits ---- */
 
 START_TEST(select_refuses_fds_past_fd_setsize)
@@ -594,6 +641,7 @@ redis_loop_suite(void)
 		tcase_add_test(tc, connect_timeout_frees_the_context);
 		tcase_add_test(tc, command_timeout_on_a_stopped_server);
 		tcase_add_test(tc, free_inside_a_reply_callback);
+		tcase_add_test(tc, attach_with_hiredis_callbacks);
 		tcase_add_test(tc, select_refuses_fds_past_fd_setsize);
 		tcase_add_test(tc, reply_limit_frees_the_context);
 	}
