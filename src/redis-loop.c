@@ -7,6 +7,7 @@
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <hiredis/sds.h>
 
 #include "loop.h"
 #include "redis-loop.h"
@@ -416,6 +417,8 @@ redis_loop_connect(redisAsyncContext **ret, struct loop *l, const char *host, ui
 	struct redis_loop_ev *e;
 	int r, saved_errno;
 
+	if (!unix_path && !host)
+		return -EINVAL;
 	errno = 0;
 	ac = unix_path ? redisAsyncConnectUnix(unix_path) : redisAsyncConnect(host, port);
 	saved_errno = errno;
@@ -468,4 +471,10 @@ redis_loop_set_limits(redisAsyncContext *ac, uint64_t command_timeout_usec, size
 	else if (pending(e))
 		arm_command_timer(e);
 	return 0;
+}
+
+size_t
+redis_loop_queued(const redisAsyncContext *ac)
+{
+	return ac->c.obuf ? sdslen(ac->c.obuf) : 0;
 }

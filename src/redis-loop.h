@@ -60,3 +60,8 @@ int redis_loop_connect(struct redisAsyncContext **ret, struct loop *l, const cha
  * frees the context with -EMSGSIZE. -ENOENT when ac is not attached. */
 int redis_loop_set_limits(struct redisAsyncContext *ac, uint64_t command_timeout_usec,
 			  size_t max_reply);
+
+/* Bytes of commands hiredis holds, not yet written (its output buffer,
+ * which has no bound of its own): what a caller checks before queueing
+ * more to a server that does not keep up. */
+size_t redis_loop_queued(const struct redisAsyncContext *ac);

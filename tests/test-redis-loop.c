@@ -325,6 +325,8 @@ START_TEST(connect_refused_is_reported)
 	uint16_t port;
 	int r;
 
+	/* A unix socket that is not there fails at once. */
+	ck_assert_int_eq(conn_start(&c, 0, "/nonexistent/redis.sock", USEC_PER_SEC), -ENOENT);
 	ck_assert_int_eq(harness_free_port(SOCK_STREAM, "127.0.0.1", &port), 0);
 	r = conn_start(&c, port, NULL, 2 * USEC_PER_SEC);
 	if (r < 0) {
@@ -414,7 +416,9 @@ START_TEST(command_timeout_on_a_stopped_server)
 	ck_assert(!c.disconnected);
 	ck_assert_int_eq(harness_redis_signal(&srv, SIGSTOP), 0);
 	t0 = now_usec();
+	ck_assert_int_eq(redis_loop_queued(c.ac), 0);
 	ck_assert_int_eq(redisAsyncCommand(c.ac, on_reply, &rs, "PING"), REDIS_OK);
+	ck_assert_int_eq(redis_loop_queued(c.ac), 14); /* *1\r\n$4\r\nPING\r\n */
 	RUN_UNTIL(c.disconnected, WAIT_MS, "command timeout");
 	ck_assert_int_eq(harness_redis_signal(&srv, SIGCONT), 0);
 	ck_assert_msg(c.disconnect_status == -ETIMEDOUT, "[%s] status %d (%s)", backend_name,
