@@ -360,7 +360,9 @@ full_listener(uint16_t *ret_port, int *fillers, size_t max, size_t *ret_n)
 	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
 	*ret_port = ntohs(sa.sin_port);
 	*ret_n = 0;
-	/* Until one connect does not complete within 300 ms. */
+	/* Until one connect does not complete within a second: on loopback
+	 * a handshake takes microseconds, and a dropped SYN is sent again
+	 * only after a second, to be dropped again. */
 	for (size_t i = 0; i < max; i++) {
 		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		struct pollfd p = { .fd = fd, .events = POLLOUT };
@@ -369,7 +371,7 @@ full_listener(uint16_t *ret_port, int *fillers, size_t max, size_t *ret_n)
 		fillers[(*ret_n)++] = fd;
 		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 			ck_assert_int_eq(errno, EINPROGRESS);
-		if (poll(&p, 1, 300) == 0)
+		if (poll(&p, 1, 1000) == 0)
 			return lfd;
 	}
 	ck_abort_msg("[%s] %zu connects to a listener with backlog 0 all completed",
