@@ -443,6 +443,7 @@ redis_loop_connect(redisAsyncContext **ret, struct loop *l, const char *host, ui
 	 * connect complete). */
 	(void)redisAsyncSetDisconnectCallback(ac, on_disconnect_cb);
 	(void)redisAsyncSetConnectCallback(ac, on_connect_cb);
+	(void)redis_loop_set_limits(ac, 0, REDIS_LOOP_DEFAULT_MAX_REPLY);
 	if (connect_timeout_usec)
 		loop_timer_set(l, &e->connect_timer, now_usec() + connect_timeout_usec,
 			       connect_timeout_cb, e);

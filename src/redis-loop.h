@@ -42,6 +42,12 @@ struct redis_loop_callbacks {
  * still the caller's. Sets FD_CLOEXEC on the fd (hiredis 0.14 does not). */
 int redis_loop_attach(struct redisAsyncContext *ac, struct loop *l);
 
+/* max_reply of a redis_loop_connect() context until set otherwise: hiredis
+ * 0.14 abort()s when an allocation fails, and an array header alone makes
+ * it allocate its element count, so a context without a limit can be
+ * made to crash the process by what the server sends. */
+#define REDIS_LOOP_DEFAULT_MAX_REPLY ((size_t)16 << 20)
+
 /* Start a non-blocking connection to unix_path when it is not NULL, else
  * to host:port (an address literal: hiredis resolves a name with a
  * blocking getaddrinfo()), attached to l. on_connect runs once, with
@@ -52,7 +58,7 @@ int redis_loop_connect(struct redisAsyncContext **ret, struct loop *l, const cha
 		       uint16_t port, const char *unix_path, uint64_t connect_timeout_usec,
 		       const struct redis_loop_callbacks *cbs);
 
-/* Bounds for an attached context. command_timeout_usec (0: none): while
+/* Bounds for an attached context (redis_loop_attach() sets none). command_timeout_usec (0: none): while
  * commands wait for replies or to be sent, the server must make progress
  * (bytes arrive) at least this often, or the context is freed with
  * -ETIMEDOUT; an idle subscriber never times out. max_reply (0: none):
