@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
 	meson ninja-build pkg-config gcc libc6-dev
-	libconfig-dev libsystemd-dev check
+	libconfig-dev libsystemd-dev libhiredis-dev check
 	mandoc socat systemd iproute2 procps
 	prometheus  # promtool: the metrics tests check the exposition with it
 )

@@ -2491,3 +2491,269 @@ harness_combo_add_loop_test(TCase *tc, const TTest *t, unsigned mask)
 	tcase_add_loop_test(tc, t, (int)harness_combo_index(first),
 			    (int)harness_combo_index(last) + 1);
 }
+
+/* ---- a real redis-server ---- */
+
+const char *
+harness_redis_server_bin(void)
+{
+	static const char *const where[] = { "/usr/bin/redis-server", "/usr/sbin/redis-server",
+					     "/usr/local/bin/redis-server" };
+	const char *env = getenv("REDIS_SERVER_BIN");
+
+	if (env && *env)
+		return access(env, X_OK) == 0 ? env : NULL;
+	for (size_t i = 0; i < ELEMENTSOF(where); i++)
+		if (access(where[i], X_OK) == 0)
+			return where[i];
+	return NULL;
+}
+
+int
+harness_redis_ping(const struct hredis *r, int timeout_ms)
+{
+	_cleanup_(closep) int fd = -1;
+	uint64_t deadline = deadline_in(timeout_ms);
+	char buf[16];
+	size_t have = 0;
+	int rr;
+
+	fd = harness_tcp_connect(r->port);
+	if (fd < 0)
+		return fd;
+	rr = harness_send_all(fd, "PING\r\n", 6, ms_left(deadline));
+	if (rr < 0)
+		return rr;
+	/* "+PONG\r\n" may come in pieces; at most sizeof(buf) reads. */
+	while (have < 7) {
+		ssize_t n = harness_recv_timeout(fd, buf + have, sizeof(buf) - 1 - have,
+						 ms_left(deadline));
+
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			return -ECONNRESET;
+		have += (size_t)n;
+	}
+	buf[have] = '\0';
+	return strcmp(buf, "+PONG\r\n") == 0 ? 0 : -EBADMSG;
+}
+
+/* Between fork() and exec(): async-signal-safe calls only. */
+static void
+redis_child(const struct hredis *r, const char *bin, pid_t parent)
+{
+	char port[8];
+	const char *argv[20];
+	size_t n = 0;
+	int fd;
+
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(127);
+	child_reset_signals();
+	fd = open(r->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		(void)dup2(fd, STDOUT_FILENO);
+		(void)dup2(fd, STDERR_FILENO);
+	}
+	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0)
+		(void)dup2(fd, STDIN_FILENO);
+	close_from(3);
+	format_uint(port, r->port);
+	argv[n++] = "redis-server";
+	argv[n++] = "--port";
+	argv[n++] = port;
+	argv[n++] = "--bind";
+	argv[n++] = "127.0.0.1";
+	argv[n++] = "--save";
+	argv[n++] = "";
+	argv[n++] = "--appendonly";
+	argv[n++] = "no";
+	argv[n++] = "--daemonize";
+	argv[n++] = "no";
+	argv[n++] = "--dir";
+	argv[n++] = r->dir;
+	if (r->unix_socket) {
+		argv[n++] = "--unixsocket";
+		argv[n++] = r->unix_path;
+		argv[n++] = "--unixsocketperm";
+		argv[n++] = "700";
+	}
+	argv[n] = NULL;
+	execv(bin, (char *const *)argv);
+	child_write("redis-server: exec failed\n");
+	_exit(127);
+}
+
+static void
+redis_log_dump(const struct hredis *r)
+{
+	char *log = file_read(r->log_path);
+
+	fprintf(stderr, "---- redis-server log (%s) ----\n%s\n----\n", r->log_path,
+		log ? log : "(unreadable)");
+	free(log);
+}
+
+/* Bounded: waits until ping answers, the server exits, or the deadline. */
+static int
+redis_wait_up(struct hredis *r)
+{
+	uint64_t deadline = deadline_in(HARNESS_START_TIMEOUT_MS);
+	int status, last = 0;
+
+	for (;;) {
+		pid_t w = waitpid(r->pid, &status, WNOHANG);
+
+		if (w == r->pid) {
+			r->pid = 0;
+			fprintf(stderr, "redis-server exited at start with %d\n", exit_code(status));
+			redis_log_dump(r);
+			return -ECHILD;
+		}
+		last = harness_redis_ping(r, MIN(ms_left(deadline), 1000));
+		if (last == 0)
+			return 0;
+		if (ms_left(deadline) == 0)
+			break;
+		(void)poll(NULL, 0, 20);
+	}
+	fprintf(stderr, "redis-server on port %u did not answer PING within %d ms: %s\n",
+		r->port, HARNESS_START_TIMEOUT_MS, strerror(-last));
+	redis_log_dump(r);
+	(void)harness_redis_kill(r);
+	return -ETIMEDOUT;
+}
+
+int
+harness_redis_start(struct hredis *r)
+{
+	const char *bin = harness_redis_server_bin();
+	pid_t parent = getpid();
+	int rr;
+
+	if (!bin)
+		return -ENOENT;
+	if (r->pid > 0)
+		return -EALREADY;
+	if (!r->dir[0]) {
+		snprintf(r->dir, sizeof(r->dir), "/tmp/netechod-redis.XXXXXX");
+		if (!mkdtemp(r->dir)) {
+			rr = -errno;
+			r->dir[0] = '\0';
+			return rr;
+		}
+		snprintf(r->unix_path, sizeof(r->unix_path), "%s/redis.sock", r->dir);
+		snprintf(r->log_path, sizeof(r->log_path), "%s/redis.log", r->dir);
+	}
+	if (!r->port) {
+		rr = harness_free_port(SOCK_STREAM, "127.0.0.1", &r->port);
+		if (rr < 0)
+			return rr;
+	}
+	r->pid = fork();
+	if (r->pid < 0) {
+		rr = -errno;
+		r->pid = 0;
+		return rr;
+	}
+	if (r->pid == 0)
+		redis_child(r, bin, parent);
+	return redis_wait_up(r);
+}
+
+/* Wait up to timeout_ms for r->pid: its exit code, or -ETIMEDOUT. */
+static int
+redis_reap(struct hredis *r, int timeout_ms)
+{
+	uint64_t deadline = deadline_in(timeout_ms);
+	int status;
+
+	for (;;) {
+		pid_t w = waitpid(r->pid, &status, WNOHANG);
+
+		if (w == r->pid) {
+			r->pid = 0;
+			return exit_code(status);
+		}
+		if (w < 0 && errno == ECHILD) {
+			r->pid = 0;
+			return -ECHILD;
+		}
+		if (w < 0 && errno != EINTR)
+			return -errno;
+		if (ms_left(deadline) == 0)
+			return -ETIMEDOUT;
+		(void)poll(NULL, 0, 10);
+	}
+}
+
+int
+harness_redis_kill(struct hredis *r)
+{
+	int rr;
+
+	if (r->pid <= 0)
+		return 0;
+	(void)kill(r->pid, SIGKILL);
+	rr = redis_reap(r, HARNESS_STOP_TIMEOUT_MS);
+	return rr == 128 + SIGKILL ? 0 : rr;
+}
+
+static void
+redis_dir_remove(struct hredis *r)
+{
+	DIR *d;
+	struct dirent *de;
+
+	if (!r->dir[0])
+		return;
+	d = opendir(r->dir);
+	if (d) {
+		while ((de = readdir(d)))
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+				(void)unlinkat(dirfd(d), de->d_name, 0);
+		closedir(d);
+	}
+	(void)rmdir(r->dir);
+	r->dir[0] = '\0';
+}
+
+int
+harness_redis_stop(struct hredis *r)
+{
+	int rr = 0;
+
+	if (r->pid > 0) {
+		(void)kill(r->pid, SIGTERM);
+		(void)kill(r->pid, SIGCONT);
+		rr = redis_reap(r, HARNESS_STOP_TIMEOUT_MS);
+		if (rr == -ETIMEDOUT) {
+			fprintf(stderr, "redis-server %d ignored SIGTERM for %d ms: killed\n",
+				(int)r->pid, HARNESS_STOP_TIMEOUT_MS);
+			(void)harness_redis_kill(r);
+		}
+	}
+	redis_dir_remove(r);
+	return rr;
+}
+
+int
+harness_redis_restart(struct hredis *r)
+{
+	int rr = harness_redis_kill(r);
+
+	if (rr < 0)
+		return rr;
+	return harness_redis_start(r);
+}
+
+int
+harness_redis_signal(struct hredis *r, int sig)
+{
+	if (r->pid <= 0)
+		return -ESRCH;
+	return kill(r->pid, sig) < 0 ? -errno : 0;
+}

@@ -303,3 +303,44 @@ void harness_combo_add_loop_test(struct TCase *tc, const struct TTest *t, unsign
  * loops over combinations itself). NULL when none is. */
 const struct harness_combo *harness_combo_current(void);
 void harness_combo_use(const struct harness_combo *c);
+
+/* ---- a real redis-server ---- */
+
+/* redis-server in the foreground on 127.0.0.1 (and a unix socket when
+ * asked), without persistence, in a temp dir of its own. It dies with the
+ * test process (PR_SET_PDEATHSIG), so a failed ck_assert leaves none. */
+struct hredis {
+	/* Set before the first harness_redis_start(); zero means default. */
+	bool unix_socket; /* also listen on unix_path */
+
+	/* Filled by harness_redis_start(); port and paths stay the same over
+	 * restarts. */
+	pid_t pid; /* 0 when not running */
+	uint16_t port;
+	char dir[HARNESS_DIR_MAX];
+	char unix_path[HARNESS_PATH_MAX];
+	char log_path[HARNESS_PATH_MAX];
+};
+
+/* The redis-server program, or NULL when it is not installed: a test that
+ * needs it then exits HARNESS_EXIT_SKIP. */
+const char *harness_redis_server_bin(void);
+
+/* Start it (on a free port the first time, on r->port after) and wait up
+ * to HARNESS_START_TIMEOUT_MS until it answers PING. 0, -ECHILD when it
+ * exited first, -ETIMEDOUT (killed), or -errno; prints its log on failure. */
+int harness_redis_start(struct hredis *r);
+/* SIGTERM (and SIGCONT, should it be stopped), wait up to
+ * HARNESS_STOP_TIMEOUT_MS, SIGKILL after; removes the temp dir. The exit
+ * code (0 for a clean stop), -ETIMEDOUT when it had to be killed, 0 when
+ * it was not running. Safe to call twice. */
+int harness_redis_stop(struct hredis *r);
+/* kill -9 and reap it, keeping its port and dir for harness_redis_start(). */
+int harness_redis_kill(struct hredis *r);
+/* harness_redis_kill() then harness_redis_start() on the same port. */
+int harness_redis_restart(struct hredis *r);
+/* Send sig (SIGSTOP, SIGCONT, ...) without waiting. */
+int harness_redis_signal(struct hredis *r, int sig);
+/* One PING over a fresh connection within timeout_ms: 0 on +PONG, or
+ * -errno (-ETIMEDOUT, -ECONNREFUSED, -EBADMSG). */
+int harness_redis_ping(const struct hredis *r, int timeout_ms);
