@@ -5,7 +5,7 @@
 #   tests/fuzz/run.sh [SECONDS] [TARGET...]
 #
 # SECONDS per target (default 60); TARGETs among config cidr sanitize chat http
-# proxy (default: all). Seeds come from tests/fuzz/corpus/<target>/ (committed) and
+# proxy url wire (default: all). Seeds come from tests/fuzz/corpus/<target>/ (committed) and
 # are copied to a working corpus under FUZZ_DIR (default build-fuzz/), so the
 # committed seeds never change. Exits 1 when a target crashes, leaks, hangs
 # or fails an oracle, and prints the input that did it (reproduce with
@@ -19,7 +19,7 @@ root=$(cd "$here/../.." && pwd)
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config cidr sanitize chat http proxy)
+[ ${#targets[@]} -gt 0 ] || targets=(config cidr sanitize chat http proxy url wire)
 out=${FUZZ_DIR:-$root/build-fuzz}
 cc=${CC_FUZZ:-clang}
 
@@ -32,9 +32,9 @@ esac
 
 for t in "${targets[@]}"; do
 	case $t in
-	config | cidr | sanitize | chat | http | proxy) ;;
+	config | cidr | sanitize | chat | http | proxy | url | wire) ;;
 	*)
-		echo "fuzz: unknown target '$t' (config cidr sanitize chat http proxy)" >&2
+		echo "fuzz: unknown target '$t' (config cidr sanitize chat http proxy url wire)" >&2
 		exit 64
 		;;
 	esac
@@ -60,7 +60,7 @@ if ! "$cc" -fsanitize=fuzzer,address,undefined "$probe" -o "$out/probe" 2>"$out/
 fi
 rm -f "$probe" "$out/probe" "$out/probe.log"
 
-# Sources (under src/) each target links, besides its own tests/fuzz/fuzz-<target>.c.
+# Sources (under src/) each target links, besides its own file (file_of).
 sources_of() {
 	case $1 in
 	config) echo "config.c cidr.c base/util.c" ;;
@@ -69,7 +69,19 @@ sources_of() {
 	chat) echo "chat-proto.c chat-room.c chat-udp.c linebuf.c sanitize.c base/util.c" ;;
 	http) echo "httpreq.c" ;;
 	proxy) echo "proxyproto.c" ;;
+	url) echo "backend-url.c" ;;
+	wire) echo "chat-wire.c chat-proto.c base/util.c" ;;
 	*) return 1 ;;
+	esac
+}
+
+# The target's own file under tests/fuzz/: fuzz-<target>.c, but for the
+# modules of the Redis backend, named after the module.
+file_of() {
+	case $1 in
+	url) echo "fuzz-backend-url.c" ;;
+	wire) echo "fuzz-chat-wire.c" ;;
+	*) echo "fuzz-$1.c" ;;
 	esac
 }
 
@@ -115,7 +127,7 @@ failed=()
 ran=0
 for t in "${targets[@]}"; do
 	srcs=$(sources_of "$t")
-	files=("$here/fuzz-$t.c")
+	files=("$here/$(file_of "$t")")
 	missing=""
 	for s in $srcs; do
 		[ -f "$root/src/$s" ] || missing+=" src/$s"
