@@ -1,5 +1,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
 #include <netinet/in.h>
@@ -213,6 +214,19 @@ netecho_usage_error(const char *cmd, void (*usage)(FILE *f), const char *fmt, ..
 	fputc('\n', stderr);
 	usage(stderr);
 	return NETECHO_EXIT_USAGE;
+}
+
+int
+netecho_usage_getopt(const char *cmd, void (*usage)(FILE *f), int c, char **argv)
+{
+	if (c == 'h') {
+		usage(stdout);
+		return NETECHO_EXIT_OK;
+	}
+	if (c == ':')
+		return netecho_usage_error(cmd, usage, "option '%s' needs an argument",
+					   argv[optind - 1]);
+	return netecho_usage_error(cmd, usage, "unknown option '%s'", argv[optind - 1]);
 }
 
 int

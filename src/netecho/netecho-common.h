@@ -27,6 +27,11 @@ union sockaddr_any;
 int netecho_usage_error(const char *cmd, void (*usage)(FILE *f), const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* The getopt results every subcommand's switch ends with, for c: -h shows
+ * the usage on stdout (exit 0); a missing argument (':') or an unknown
+ * option is a usage error. Returns the exit status. */
+int netecho_usage_getopt(const char *cmd, void (*usage)(FILE *f), int c, char **argv);
+
 /* Subcommand entry points: argv[0] is the subcommand name. Return the exit
  * status. */
 int netecho_echo_main(int argc, char **argv);
