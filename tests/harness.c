@@ -1824,6 +1824,28 @@ harness_tcp_connect_addr(const char *address, uint16_t port)
 }
 
 int
+harness_tcp_connect_from(const char *src, uint16_t port)
+{
+	_cleanup_(closep) int fd = -1;
+	union sockaddr_any from, to;
+	int r;
+
+	r = parse_literal(src, 0, &from);
+	if (r < 0)
+		return r;
+	r = parse_literal("127.0.0.1", port, &to);
+	if (r < 0)
+		return r;
+	fd = socket_bound(SOCK_STREAM, &from, false);
+	if (fd < 0)
+		return fd;
+	set_timeouts(fd);
+	if (connect(fd, &to.sa, sockaddr_len(&to)) < 0)
+		return -errno;
+	return TAKE_FD(fd);
+}
+
+int
 harness_tcp_connect(uint16_t port)
 {
 	return harness_tcp_connect_addr("127.0.0.1", port);
@@ -1969,6 +1991,37 @@ harness_recv_exact(int fd, void *buf, size_t len, int timeout_ms)
 		got += (size_t)n;
 	}
 	return (ssize_t)got;
+}
+
+int
+harness_reader_expect_line(struct harness_reader *r, const char *want, int timeout_ms)
+{
+	uint64_t deadline = deadline_in(timeout_ms);
+
+	for (;;) {
+		char *hit, *eol;
+		ssize_t n;
+
+		r->buf[r->have] = '\0';
+		hit = strstr(r->buf, want);
+		if (hit && (eol = strchr(hit, '\n'))) {
+			size_t used = (size_t)(eol + 1 - r->buf);
+
+			memmove(r->buf, eol + 1, r->have - used);
+			r->have -= used;
+			r->buf[r->have] = '\0';
+			return 0;
+		}
+		if (r->have >= sizeof(r->buf) - 1)
+			return -EMSGSIZE;
+		n = harness_recv_timeout(r->fd, r->buf + r->have, sizeof(r->buf) - 1 - r->have,
+					 ms_left(deadline));
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0)
+			return (int)n;
+		r->have += (size_t)n;
+	}
 }
 
 ssize_t
