@@ -1709,6 +1709,14 @@ out:
 	return r;
 }
 
+void
+harness_output_free(struct harness_output *o)
+{
+	free(o->out);
+	free(o->err);
+	*o = (struct harness_output){ 0 };
+}
+
 /* ---- network clients ---- */
 
 bool

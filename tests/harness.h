@@ -140,6 +140,17 @@ void harness_log_dump(struct hdaemon *d);
  * Returns 0, -ETIMEDOUT (killed; output so far is printed), or -errno. */
 int harness_run(char *const argv[], char **ret_stdout, char **ret_stderr, int *ret_status);
 
+/* What a run left, for a test to keep together: harness_run(argv, &o.out,
+ * &o.err, &o.status). */
+struct harness_output {
+	int status;
+	char *out;
+	char *err;
+};
+
+/* Free o's output and zero it. */
+void harness_output_free(struct harness_output *o);
+
 /* Network helpers. Sockets are CLOEXEC; sends never raise SIGPIPE. */
 bool harness_have_ipv6(void);
 /* A currently free port on address for SOCK_STREAM or SOCK_DGRAM. */
