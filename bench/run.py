@@ -450,10 +450,27 @@ class Context:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def netechod_config(ctx, models, proxy=False, metrics=False):
+def conf_listener(name, proto, port, model, service, extra):
+    """One listener group of a netechod config; extra: more settings, each
+    with a leading space."""
+    return (f'  {{ name = "{name}"; protocol = "{proto}"; '
+            f'address = "{HOST}"; port = {port}; model = "{model}"; '
+            f'service = "{service}";{extra} }}')
+
+
+def write_netechod_config(ctx, filename, items):
+    """ctx.tmp/filename: the bench's global settings, and items (from
+    conf_listener()) as the listeners. Returns the path."""
     out = ['log_level = "notice";', "shutdown_timeout = 1;",
            "defaults = { max_clients = 20000; idle_timeout = 0; backlog = 1024; };",
-           "listeners = ("]
+           "listeners = (", ",\n".join(items), ");"]
+    path = os.path.join(ctx.tmp, filename)
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+    return path
+
+
+def netechod_config(ctx, models, proxy=False, metrics=False):
     items = []
     for i, m in enumerate(models):
         model = "epoll" if m == "epoll2" else m
@@ -472,19 +489,11 @@ def netechod_config(ctx, models, proxy=False, metrics=False):
         if proxy:
             lst.append(("tcppx", "tcp", PORT_PX + MODELS.index(m), extra_t + PROXY_EXTRA))
         for name, proto, p, extra in lst:
-            items.append(f'  {{ name = "b-{m}-{name}"; protocol = "{proto}"; '
-                         f'address = "{HOST}"; port = {p}; model = "{model}"; '
-                         f'service = "echo";{extra} }}')
+            items.append(conf_listener(f"b-{m}-{name}", proto, p, model, "echo", extra))
     if metrics:
-        items.append(f'  {{ name = "b-metrics"; protocol = "tcp"; address = "{HOST}"; '
-                     f'port = {PORT_METRICS}; model = "poll"; service = "metrics"; '
-                     f'max_clients = 16; idle_timeout = 60; }}')
-    out.append(",\n".join(items))
-    out.append(");")
-    path = os.path.join(ctx.tmp, "netechod.conf")
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
-    return path
+        items.append(conf_listener("b-metrics", "tcp", PORT_METRICS, "poll", "metrics",
+                                   " max_clients = 16; idle_timeout = 60;"))
+    return write_netechod_config(ctx, "netechod.conf", items)
 
 
 def echo_ok(ctx, port, udp=False, timeout=2, proxy=None):
@@ -1586,9 +1595,6 @@ IRC_OPER = "bench:bench"
 
 
 def chat_netechod_config(ctx, models):
-    out = ['log_level = "notice";', "shutdown_timeout = 1;",
-           "defaults = { max_clients = 20000; idle_timeout = 0; backlog = 1024; };",
-           "listeners = ("]
     items = []
     for m in models:
         model = "epoll" if m == "epoll2" else m
@@ -1598,15 +1604,8 @@ def chat_netechod_config(ctx, models):
         for proto in ("tcp", "udp"):
             # udp chat: one worker (the room lives in one process)
             e = extra if proto == "tcp" or m == "select" else ""
-            items.append(f'  {{ name = "c-{m}-{proto}"; protocol = "{proto}"; '
-                         f'address = "{HOST}"; port = {port}; model = "{model}"; '
-                         f'service = "chat";{e} }}')
-    out.append(",\n".join(items))
-    out.append(");")
-    path = os.path.join(ctx.tmp, "netechod-chat.conf")
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
-    return path
+            items.append(conf_listener(f"c-{m}-{proto}", proto, port, model, "chat", e))
+    return write_netechod_config(ctx, "netechod-chat.conf", items)
 
 
 def wait_listen(proto, port, p, timeout=10):
