@@ -404,13 +404,10 @@ tcp_start(struct conn *c, uint64_t now)
 static void
 tcp_connected(struct conn *c, uint64_t now)
 {
-	socklen_t len = sizeof(int);
-	int err = 0;
+	int r = netecho_connect_result(c->fd);
 
-	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		err = errno;
-	if (err != 0) {
-		conn_error(c, now, "connect: %s", strerror(err));
+	if (r < 0) {
+		conn_error(c, now, "connect: %s", strerror(-r));
 		return;
 	}
 	STAT_ADD(c->w->connects, 1);

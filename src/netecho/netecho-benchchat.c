@@ -833,13 +833,10 @@ member_start(struct chat *b, struct member *m, uint64_t now)
 static void
 member_connected(struct chat *b, struct member *m, uint64_t now)
 {
-	socklen_t len = sizeof(int);
-	int err = 0;
+	int r = netecho_connect_result(m->fd);
 
-	if (getsockopt(m->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		err = errno;
-	if (err != 0) {
-		member_kill(b, m, strerror(err));
+	if (r < 0) {
+		member_kill(b, m, strerror(-r));
 		return;
 	}
 	m->state = MEMBER_JOINING;

@@ -68,6 +68,10 @@ int netecho_ms_until(uint64_t deadline);
 int netecho_tcp_connect(const struct addrinfo *ai, uint64_t deadline, int *ret_fd,
 			union sockaddr_any *ret_peer);
 
+/* How a non-blocking connect() on fd ended, once fd is writable: 0, or
+ * its error (SO_ERROR) as -errno. */
+int netecho_connect_result(int fd);
+
 /* --proxy: the PROXY protocol header (HAProxy's doc/proxy-protocol.txt,
  * SPEC section 10) a client sends first on every TCP connection to a
  * listener behind a balancer. */
