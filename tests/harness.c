@@ -1812,6 +1812,23 @@ set_timeouts(int fd)
 	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
+/* A client socket bound to src (SO_REUSEADDR when reuse), with the I/O
+ * timeouts, connected to dst. */
+static int
+socket_connected(int socktype, const union sockaddr_any *src, bool reuse,
+		 const union sockaddr_any *dst)
+{
+	_cleanup_(closep) int fd = -1;
+
+	fd = socket_bound(socktype, src, reuse);
+	if (fd < 0)
+		return fd;
+	set_timeouts(fd);
+	if (connect(fd, &dst->sa, sockaddr_len(dst)) < 0)
+		return -errno;
+	return TAKE_FD(fd);
+}
+
 int
 harness_tcp_connect_addr(const char *address, uint16_t port)
 {
@@ -1834,7 +1851,6 @@ harness_tcp_connect_addr(const char *address, uint16_t port)
 int
 harness_tcp_connect_from(const char *src, uint16_t port)
 {
-	_cleanup_(closep) int fd = -1;
 	union sockaddr_any from, to;
 	int r;
 
@@ -1844,13 +1860,7 @@ harness_tcp_connect_from(const char *src, uint16_t port)
 	r = parse_literal("127.0.0.1", port, &to);
 	if (r < 0)
 		return r;
-	fd = socket_bound(SOCK_STREAM, &from, false);
-	if (fd < 0)
-		return fd;
-	set_timeouts(fd);
-	if (connect(fd, &to.sa, sockaddr_len(&to)) < 0)
-		return -errno;
-	return TAKE_FD(fd);
+	return socket_connected(SOCK_STREAM, &from, false, &to);
 }
 
 int
@@ -1862,7 +1872,6 @@ harness_tcp_connect(uint16_t port)
 int
 harness_udp_socket_addr(const char *address, uint16_t src_port, uint16_t port)
 {
-	_cleanup_(closep) int fd = -1;
 	union sockaddr_any src, dst;
 	int r;
 
@@ -1872,13 +1881,7 @@ harness_udp_socket_addr(const char *address, uint16_t src_port, uint16_t port)
 	r = parse_literal(address, port, &dst);
 	if (r < 0)
 		return r;
-	fd = socket_bound(SOCK_DGRAM, &src, src_port != 0);
-	if (fd < 0)
-		return fd;
-	set_timeouts(fd);
-	if (connect(fd, &dst.sa, sockaddr_len(&dst)) < 0)
-		return -errno;
-	return TAKE_FD(fd);
+	return socket_connected(SOCK_DGRAM, &src, src_port != 0, &dst);
 }
 
 int
