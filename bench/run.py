@@ -450,10 +450,27 @@ class Context:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def netechod_config(ctx, models, proxy=False, metrics=False):
+def conf_listener(name, proto, port, model, service, extra):
+    """One listener group of a netechod config; extra: more settings, each
+    with a leading space."""
+    return (f'  {{ name = "{name}"; protocol = "{proto}"; '
+            f'address = "{HOST}"; port = {port}; model = "{model}"; '
+            f'service = "{service}";{extra} }}')
+
+
+def write_netechod_config(ctx, filename, items):
+    """ctx.tmp/filename: the bench's global settings, and items (from
+    conf_listener()) as the listeners. Returns the path."""
     out = ['log_level = "notice";', "shutdown_timeout = 1;",
            "defaults = { max_clients = 20000; idle_timeout = 0; backlog = 1024; };",
-           "listeners = ("]
+           "listeners = (", ",\n".join(items), ");"]
+    path = os.path.join(ctx.tmp, filename)
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+    return path
+
+
+def netechod_config(ctx, models, proxy=False, metrics=False):
     items = []
     for i, m in enumerate(models):
         model = "epoll" if m == "epoll2" else m
@@ -472,19 +489,11 @@ def netechod_config(ctx, models, proxy=False, metrics=False):
         if proxy:
             lst.append(("tcppx", "tcp", PORT_PX + MODELS.index(m), extra_t + PROXY_EXTRA))
         for name, proto, p, extra in lst:
-            items.append(f'  {{ name = "b-{m}-{name}"; protocol = "{proto}"; '
-                         f'address = "{HOST}"; port = {p}; model = "{model}"; '
-                         f'service = "echo";{extra} }}')
+            items.append(conf_listener(f"b-{m}-{name}", proto, p, model, "echo", extra))
     if metrics:
-        items.append(f'  {{ name = "b-metrics"; protocol = "tcp"; address = "{HOST}"; '
-                     f'port = {PORT_METRICS}; model = "poll"; service = "metrics"; '
-                     f'max_clients = 16; idle_timeout = 60; }}')
-    out.append(",\n".join(items))
-    out.append(");")
-    path = os.path.join(ctx.tmp, "netechod.conf")
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
-    return path
+        items.append(conf_listener("b-metrics", "tcp", PORT_METRICS, "poll", "metrics",
+                                   " max_clients = 16; idle_timeout = 60;"))
+    return write_netechod_config(ctx, "netechod.conf", items)
 
 
 def echo_ok(ctx, port, udp=False, timeout=2, proxy=None):
@@ -497,31 +506,52 @@ def echo_ok(ctx, port, udp=False, timeout=2, proxy=None):
     return r.returncode == 0
 
 
-def start_netechod(ctx, models, proxy=False, metrics=False):
-    """Targets by (model, "tcp" | "udp" | "tcppx"); "tcppx" (the listener
-    with proxy_protocol) only with proxy."""
-    conf = netechod_config(ctx, models, proxy, metrics)
+def launch_netechod(ctx, conf, what, log_path):
+    """Check conf with netechod -t (what names it in the error), then start
+    netechod on it with its output in log_path, as ctx.nd_proc."""
     r = subprocess.run([ctx.netechod, "-t", "-c", conf], capture_output=True, text=True,
                        timeout=30)
     if r.returncode != 0:
-        raise SystemExit(f"netechod rejected the bench config:\n{r.stdout}{r.stderr}")
-    logf = open(os.path.join(ctx.tmp, "netechod.log"), "w")
+        raise SystemExit(f"netechod rejected the {what} config:\n{r.stdout}{r.stderr}")
+    logf = open(log_path, "w")
     p = ctx.procs.start([ctx.netechod, "-c", conf], cpu=ctx.server_cpu(),
                         stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
     logf.close()
     ctx.nd_proc = p
-    targets = {}
+    return p
 
-    def resolver(proto, port):
-        def f():
-            ino = listen_inode(proto, port)
-            if ino is None:
-                return None
-            for c in children(p.pid):
-                if ino in socket_inodes(c):
-                    return c
+
+def handler_resolver(p, proto, port):
+    """A function that finds the child of netechod p holding the listening
+    socket proto/port (its handler), or None."""
+    def f():
+        ino = listen_inode(proto, port)
+        if ino is None:
             return None
-        return f
+        for c in children(p.pid):
+            if ino in socket_inodes(c):
+                return c
+        return None
+    return f
+
+
+def netechod_target(ctx, m, proto, port, pid, resolve, cg_name):
+    """The Target of netechod model m's handler pid, in a cgroup of its own
+    (cg_name) when one can be made and the whole process tree moved."""
+    cg = ctx.acct.make(cg_name)
+    if cg and not all(CpuAcct.add(cg, q) for q in tree(pid)):
+        cg = None
+    t = Target(f"netechod/{m}", "netechod", m, proto, port, pid, cg, ctx.acct)
+    t.resolve = resolve
+    return t
+
+
+def start_netechod(ctx, models, proxy=False, metrics=False):
+    """Targets by (model, "tcp" | "udp" | "tcppx"); "tcppx" (the listener
+    with proxy_protocol) only with proxy."""
+    conf = netechod_config(ctx, models, proxy, metrics)
+    p = launch_netechod(ctx, conf, "bench", os.path.join(ctx.tmp, "netechod.log"))
+    targets = {}
 
     def where(m, kind):
         """(protocol, port) of a listener kind"""
@@ -539,7 +569,7 @@ def start_netechod(ctx, models, proxy=False, metrics=False):
                              read(os.path.join(ctx.tmp, "netechod.log"), ""))
         for m, kind in list(pending):
             proto, port = where(m, kind)
-            pid = resolver(proto, port)()
+            pid = handler_resolver(p, proto, port)()
             if pid and (echo_ok(ctx, port, udp=proto == "udp", timeout=1,
                                 proxy="v1" if kind == "tcppx" else None)):
                 found[(m, kind)] = pid
@@ -551,14 +581,8 @@ def start_netechod(ctx, models, proxy=False, metrics=False):
                          read(os.path.join(ctx.tmp, "netechod.log"), ""))
     for (m, kind), pid in found.items():
         proto, port = where(m, kind)
-        cg = ctx.acct.make(f"nd-{m}-{kind}")
-        if cg:
-            ok = all(CpuAcct.add(cg, q) for q in tree(pid))
-            if not ok:
-                cg = None
-        t = Target(f"netechod/{m}", "netechod", m, proto, port, pid, cg, ctx.acct)
-        t.resolve = resolver(proto, port)
-        targets[(m, kind)] = t
+        targets[(m, kind)] = netechod_target(ctx, m, proto, port, pid,
+                                             handler_resolver(p, proto, port), f"nd-{m}-{kind}")
     return targets
 
 
@@ -1572,9 +1596,6 @@ IRC_OPER = "bench:bench"
 
 
 def chat_netechod_config(ctx, models):
-    out = ['log_level = "notice";', "shutdown_timeout = 1;",
-           "defaults = { max_clients = 20000; idle_timeout = 0; backlog = 1024; };",
-           "listeners = ("]
     items = []
     for m in models:
         model = "epoll" if m == "epoll2" else m
@@ -1584,15 +1605,8 @@ def chat_netechod_config(ctx, models):
         for proto in ("tcp", "udp"):
             # udp chat: one worker (the room lives in one process)
             e = extra if proto == "tcp" or m == "select" else ""
-            items.append(f'  {{ name = "c-{m}-{proto}"; protocol = "{proto}"; '
-                         f'address = "{HOST}"; port = {port}; model = "{model}"; '
-                         f'service = "chat";{e} }}')
-    out.append(",\n".join(items))
-    out.append(");")
-    path = os.path.join(ctx.tmp, "netechod-chat.conf")
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
-    return path
+            items.append(conf_listener(f"c-{m}-{proto}", proto, port, model, "chat", e))
+    return write_netechod_config(ctx, "netechod-chat.conf", items)
 
 
 def wait_listen(proto, port, p, timeout=10):
@@ -1609,28 +1623,13 @@ def wait_listen(proto, port, p, timeout=10):
 def start_chat_netechod(ctx, models):
     """Targets by (model, "tcp" | "udp"), each with its handler's cgroup."""
     conf = chat_netechod_config(ctx, models)
-    r = subprocess.run([ctx.netechod, "-t", "-c", conf], capture_output=True, text=True,
-                       timeout=30)
-    if r.returncode != 0:
-        raise SystemExit(f"netechod rejected the chat bench config:\n{r.stdout}{r.stderr}")
-    logf = open(os.path.join(ctx.tmp, "netechod-chat.log"), "w")
-    p = ctx.procs.start([ctx.netechod, "-c", conf], cpu=ctx.server_cpu(),
-                        stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
-    logf.close()
-    ctx.nd_proc = p
+    p = launch_netechod(ctx, conf, "chat bench", os.path.join(ctx.tmp, "netechod-chat.log"))
     targets = {}
     end = time.monotonic() + 20
     for m in models:
         port = PORT_CHAT + MODELS.index(m)
         for proto in ("tcp", "udp"):
-            def resolver(proto=proto, port=port):
-                ino = listen_inode(proto, port)
-                if ino is None:
-                    return None
-                for c in children(p.pid):
-                    if ino in socket_inodes(c):
-                        return c
-                return None
+            resolver = handler_resolver(p, proto, port)
             pid = None
             while time.monotonic() < end and not pid:
                 if p.poll() is not None:
@@ -1642,11 +1641,7 @@ def start_chat_netechod(ctx, models):
             if not pid:
                 raise SystemExit(f"netechod chat {m} {proto} not ready after 20 s\n" +
                                  read(os.path.join(ctx.tmp, "netechod-chat.log"), ""))
-            cg = ctx.acct.make(f"ndc-{m}-{proto}")
-            if cg and not all(CpuAcct.add(cg, q) for q in tree(pid)):
-                cg = None
-            t = Target(f"netechod/{m}", "netechod", m, proto, port, pid, cg, ctx.acct)
-            t.resolve = resolver
+            t = netechod_target(ctx, m, proto, port, pid, resolver, f"ndc-{m}-{proto}")
             t.rss0_kb = tree_mem_kb(pid)[0]
             targets[(m, proto)] = t
     return targets

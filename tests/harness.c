@@ -1709,6 +1709,14 @@ out:
 	return r;
 }
 
+void
+harness_output_free(struct harness_output *o)
+{
+	free(o->out);
+	free(o->err);
+	*o = (struct harness_output){ 0 };
+}
+
 /* ---- network clients ---- */
 
 bool
@@ -1804,6 +1812,23 @@ set_timeouts(int fd)
 	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
+/* A client socket bound to src (SO_REUSEADDR when reuse), with the I/O
+ * timeouts, connected to dst. */
+static int
+socket_connected(int socktype, const union sockaddr_any *src, bool reuse,
+		 const union sockaddr_any *dst)
+{
+	_cleanup_(closep) int fd = -1;
+
+	fd = socket_bound(socktype, src, reuse);
+	if (fd < 0)
+		return fd;
+	set_timeouts(fd);
+	if (connect(fd, &dst->sa, sockaddr_len(dst)) < 0)
+		return -errno;
+	return TAKE_FD(fd);
+}
+
 int
 harness_tcp_connect_addr(const char *address, uint16_t port)
 {
@@ -1824,6 +1849,21 @@ harness_tcp_connect_addr(const char *address, uint16_t port)
 }
 
 int
+harness_tcp_connect_from(const char *src, uint16_t port)
+{
+	union sockaddr_any from, to;
+	int r;
+
+	r = parse_literal(src, 0, &from);
+	if (r < 0)
+		return r;
+	r = parse_literal("127.0.0.1", port, &to);
+	if (r < 0)
+		return r;
+	return socket_connected(SOCK_STREAM, &from, false, &to);
+}
+
+int
 harness_tcp_connect(uint16_t port)
 {
 	return harness_tcp_connect_addr("127.0.0.1", port);
@@ -1832,7 +1872,6 @@ harness_tcp_connect(uint16_t port)
 int
 harness_udp_socket_addr(const char *address, uint16_t src_port, uint16_t port)
 {
-	_cleanup_(closep) int fd = -1;
 	union sockaddr_any src, dst;
 	int r;
 
@@ -1842,13 +1881,7 @@ harness_udp_socket_addr(const char *address, uint16_t src_port, uint16_t port)
 	r = parse_literal(address, port, &dst);
 	if (r < 0)
 		return r;
-	fd = socket_bound(SOCK_DGRAM, &src, src_port != 0);
-	if (fd < 0)
-		return fd;
-	set_timeouts(fd);
-	if (connect(fd, &dst.sa, sockaddr_len(&dst)) < 0)
-		return -errno;
-	return TAKE_FD(fd);
+	return socket_connected(SOCK_DGRAM, &src, src_port != 0, &dst);
 }
 
 int
@@ -1969,6 +2002,37 @@ harness_recv_exact(int fd, void *buf, size_t len, int timeout_ms)
 		got += (size_t)n;
 	}
 	return (ssize_t)got;
+}
+
+int
+harness_reader_expect_line(struct harness_reader *r, const char *want, int timeout_ms)
+{
+	uint64_t deadline = deadline_in(timeout_ms);
+
+	for (;;) {
+		char *hit, *eol;
+		ssize_t n;
+
+		r->buf[r->have] = '\0';
+		hit = strstr(r->buf, want);
+		if (hit && (eol = strchr(hit, '\n'))) {
+			size_t used = (size_t)(eol + 1 - r->buf);
+
+			memmove(r->buf, eol + 1, r->have - used);
+			r->have -= used;
+			r->buf[r->have] = '\0';
+			return 0;
+		}
+		if (r->have >= sizeof(r->buf) - 1)
+			return -EMSGSIZE;
+		n = harness_recv_timeout(r->fd, r->buf + r->have, sizeof(r->buf) - 1 - r->have,
+					 ms_left(deadline));
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0)
+			return (int)n;
+		r->have += (size_t)n;
+	}
 }
 
 ssize_t

@@ -140,6 +140,17 @@ void harness_log_dump(struct hdaemon *d);
  * Returns 0, -ETIMEDOUT (killed; output so far is printed), or -errno. */
 int harness_run(char *const argv[], char **ret_stdout, char **ret_stderr, int *ret_status);
 
+/* What a run left, for a test to keep together: harness_run(argv, &o.out,
+ * &o.err, &o.status). */
+struct harness_output {
+	int status;
+	char *out;
+	char *err;
+};
+
+/* Free o's output and zero it. */
+void harness_output_free(struct harness_output *o);
+
 /* Network helpers. Sockets are CLOEXEC; sends never raise SIGPIPE. */
 bool harness_have_ipv6(void);
 /* A currently free port on address for SOCK_STREAM or SOCK_DGRAM. */
@@ -147,6 +158,10 @@ int harness_free_port(int socktype, const char *address, uint16_t *ret);
 /* Blocking TCP client with SO_RCVTIMEO/SO_SNDTIMEO of HARNESS_IO_TIMEOUT_MS. */
 int harness_tcp_connect(uint16_t port);
 int harness_tcp_connect_addr(const char *address, uint16_t port);
+/* The same to 127.0.0.1:port from src (a literal address such as
+ * 127.0.0.5, any port): a client at an address of the test's choosing, as
+ * a balancer or a client behind one. -errno when the bind fails too. */
+int harness_tcp_connect_from(const char *src, uint16_t port);
 /* UDP socket connected to 127.0.0.1:port. */
 int harness_udp_socket(uint16_t port);
 /* UDP socket bound to address:src_port (0: any; SO_REUSEADDR when set) and
@@ -172,6 +187,19 @@ ssize_t harness_recv_timeout(int fd, void *buf, size_t len, int timeout_ms);
 /* Everything until EOF, NUL-terminated in *ret (at most max bytes, more is
  * -EMSGSIZE). Returns the length or -errno. */
 ssize_t harness_recv_until_eof(int fd, char **ret, size_t max, int timeout_ms);
+/* What a line client (chat) received on fd and has not looked at yet. */
+struct harness_reader {
+	int fd;
+	size_t have;
+	char buf[4096];
+};
+
+/* Receive until a line holds want, then consume up to the end of that
+ * line (what came before it is dropped). 0, -ETIMEDOUT, -EMSGSIZE when
+ * the buffer filled first, -ECONNRESET when the peer closed, or -errno;
+ * r->buf is a string of what is left either way, for the message. */
+int harness_reader_expect_line(struct harness_reader *r, const char *want, int timeout_ms);
+
 /* Send one datagram on a connected UDP socket and wait for one reply.
  * Returns the reply's real length (larger than reply_max when truncated),
  * -ETIMEDOUT, or -errno. */

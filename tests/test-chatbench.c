@@ -69,26 +69,12 @@ start_chat(void)
 
 /* ---- running netecho ---- */
 
-struct run {
-	int status;
-	char *out;
-	char *err;
-};
-
-static void
-run_free(struct run *r)
-{
-	free(r->out);
-	free(r->err);
-	*r = (struct run){ 0 };
-}
-
-static struct run
+static struct harness_output
 run_bench(const char *const *args)
 {
 	char *argv[24];
 	size_t n = 0;
-	struct run r = { 0 };
+	struct harness_output r = { 0 };
 	int e;
 
 	argv[n++] = (char *)harness_netecho_bin();
@@ -105,7 +91,7 @@ run_bench(const char *const *args)
 
 /* The value of key in the summary, the last line of stdout. */
 static unsigned long long
-summary(const struct run *r, const char *key)
+summary(const struct harness_output *r, const char *key)
 {
 	const char *last = r->out, *p;
 	char pat[64];
@@ -126,7 +112,7 @@ summary(const struct run *r, const char *key)
 }
 
 static void
-expect_clean(const struct run *r, const char *what)
+expect_clean(const struct harness_output *r, const char *what)
 {
 	ck_assert_msg(r->status == 0 && summary(r, "errors") == 0,
 		      "[%s] %s: exit %d\nstdout: %s\nstderr: %s", cur ? cur->tcase : "-", what,
@@ -141,7 +127,7 @@ START_TEST(chatbench_rate_limited_delivers_every_line_once)
 {
 	uint16_t port = start_chat();
 	char p[8];
-	struct run r;
+	struct harness_output r;
 
 	snprintf(p, sizeof(p), "%u", port);
 	r = run_bench((const char *const[]){ strcmp(cur->protocol, "udp") == 0 ? "-u" : "--chat",
@@ -154,7 +140,7 @@ START_TEST(chatbench_rate_limited_delivers_every_line_once)
 		      "[%s] %llu deliveries, expected 420\n%s", cur->tcase,
 		      summary(&r, "deliveries"), r.out);
 	ck_assert_uint_eq(summary(&r, "joined"), 8);
-	run_free(&r);
+	harness_output_free(&r);
 }
 END_TEST
 
@@ -164,7 +150,7 @@ START_TEST(chatbench_max_rate_delivers_every_line_once)
 	uint16_t port = start_chat();
 	unsigned long long sent, deliveries;
 	char p[8];
-	struct run r;
+	struct harness_output r;
 
 	snprintf(p, sizeof(p), "%u", port);
 	r = run_bench((const char *const[]){ strcmp(cur->protocol, "udp") == 0 ? "-u" : "--chat",
@@ -176,7 +162,7 @@ START_TEST(chatbench_max_rate_delivers_every_line_once)
 	ck_assert_msg(sent > 0 && deliveries == sent * 5,
 		      "[%s] %llu lines sent, %llu deliveries (want 5 each)\n%s", cur->tcase, sent,
 		      deliveries, r.out);
-	run_free(&r);
+	harness_output_free(&r);
 }
 END_TEST
 
@@ -185,7 +171,7 @@ START_TEST(chatbench_also_spreads_members_over_listeners)
 {
 	uint16_t port = start_chat();
 	char p[8], also[32];
-	struct run r;
+	struct harness_output r;
 
 	snprintf(p, sizeof(p), "%u", port);
 	snprintf(also, sizeof(also), "127.0.0.1:%u", port);
@@ -194,7 +180,7 @@ START_TEST(chatbench_also_spreads_members_over_listeners)
 	expect_clean(&r, "chat bench with --also");
 	ck_assert_uint_eq(summary(&r, "listeners"), 2);
 	ck_assert_uint_eq(summary(&r, "deliveries"), 2 * 10 * 4);
-	run_free(&r);
+	harness_output_free(&r);
 }
 END_TEST
 
@@ -300,7 +286,7 @@ START_TEST(chatbench_irc_against_ngircd)
 {
 	struct ngircd n;
 	char p[8];
-	struct run r;
+	struct harness_output r;
 
 	ngircd_start(&n);
 	snprintf(p, sizeof(p), "%u", n.port);
@@ -310,7 +296,7 @@ START_TEST(chatbench_irc_against_ngircd)
 	ngircd_stop(&n);
 	expect_clean(&r, "chat bench against ngircd");
 	ck_assert_uint_eq(summary(&r, "deliveries"), 2 * 20 * 5);
-	run_free(&r);
+	harness_output_free(&r);
 }
 END_TEST
 
@@ -515,7 +501,7 @@ START_TEST(chatbench_passes_a_correct_relay)
 {
 	struct relay rl;
 	char p[8];
-	struct run r;
+	struct harness_output r;
 
 	relay_start(&rl, FAULT_NONE);
 	snprintf(p, sizeof(p), "%u", rl.port);
@@ -524,7 +510,7 @@ START_TEST(chatbench_passes_a_correct_relay)
 	relay_stop(&rl);
 	expect_clean(&r, "a correct relay");
 	ck_assert_uint_eq(summary(&r, "deliveries"), 10 * 2);
-	run_free(&r);
+	harness_output_free(&r);
 }
 END_TEST
 
@@ -543,7 +529,7 @@ START_TEST(chatbench_fails_on_a_relay_that_gets_one_line_wrong)
 	const char *counter = fault_cases[_i].counter;
 	struct relay rl;
 	char p[8];
-	struct run r;
+	struct harness_output r;
 
 	relay_start(&rl, fault);
 	snprintf(p, sizeof(p), "%u", rl.port);
@@ -556,7 +542,7 @@ START_TEST(chatbench_fails_on_a_relay_that_gets_one_line_wrong)
 		      "%s: expected %s=1 and errors=1\n%s", fault_names[fault], counter, r.out);
 	ck_assert_msg(strstr(r.err, "first error"), "%s: no error described: %s",
 		      fault_names[fault], r.err);
-	run_free(&r);
+	harness_output_free(&r);
 }
 END_TEST
 
@@ -573,11 +559,11 @@ START_TEST(chatbench_rejects_bad_usage)
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-		struct run r = run_bench(bad[i]);
+		struct harness_output r = run_bench(bad[i]);
 
 		ck_assert_msg(r.status == 3, "case %zu: exit %d, expected 3 (usage)\n%s", i,
 			      r.status, r.err);
-		run_free(&r);
+		harness_output_free(&r);
 	}
 }
 END_TEST

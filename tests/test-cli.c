@@ -64,26 +64,13 @@ write_conf(int n, const char *text)
 	return paths[n];
 }
 
-struct run {
-	int status;
-	char *out;
-	char *err;
-};
-
-static void
-run_free(struct run *r)
-{
-	free(r->out);
-	free(r->err);
-}
-
 /* Run netechod with the arguments (NULL-terminated) and wait (bounded). */
-static struct run
+static struct harness_output
 run_netechod(const char *arg, ...)
 {
 	const char *argv[32];
 	size_t n = 0;
-	struct run res = { 0 };
+	struct harness_output res = { 0 };
 	va_list ap;
 	int r;
 
@@ -160,12 +147,12 @@ static const char *const version_args[] = { "-V", "--version" };
 
 START_TEST(cli_version_prints_version)
 {
-	struct run r = run_netechod(version_args[_i], NULL);
+	struct harness_output r = run_netechod(version_args[_i], NULL);
 
 	ck_assert_msg(r.status == 0, "%s: exit %d, expected 0", version_args[_i], r.status);
 	ck_assert_msg(strstr(r.out, PACKAGE_VERSION), "%s: stdout '%s' lacks version %s",
 		      version_args[_i], r.out, PACKAGE_VERSION);
-	run_free(&r);
+	harness_output_free(&r);
 }
 END_TEST
 
@@ -175,7 +162,7 @@ START_TEST(cli_help_prints_usage)
 {
 	static const char *const options[] = { "--config", "--check", "--log-level",
 					       "--version", "--help" };
-	struct run r = run_netechod(help_args[_i], NULL);
+	struct harness_output r = run_netechod(help_args[_i], NULL);
 
 	ck_assert_msg(r.status == 0, "%s: exit %d, expected 0", help_args[_i], r.status);
 	ck_assert_msg(strcasestr(r.out, "usage"), "%s: no usage on stdout: '%s'", help_args[_i],
@@ -183,7 +170,7 @@ START_TEST(cli_help_prints_usage)
 	for (size_t i = 0; i < ELEMENTSOF(options); i++)
 		ck_assert_msg(strstr(r.out, options[i]), "%s: usage does not mention %s",
 			      help_args[_i], options[i]);
-	run_free(&r);
+	harness_output_free(&r);
 }
 END_TEST
 
@@ -210,7 +197,7 @@ START_TEST(cli_usage_errors_exit_64)
 {
 	const struct usage_case *c = &usage_cases[_i];
 	const char *conf = write_conf(0, valid_conf);
-	struct run r;
+	struct harness_output r;
 
 	if (strcmp(c->args[0], "-c") == 0)
 		r = run_netechod("-t", "-c", NULL);
@@ -219,7 +206,7 @@ START_TEST(cli_usage_errors_exit_64)
 	ck_assert_msg(r.status == EXIT_USAGE_CODE, "%s: exit %d, expected %d; stderr '%s'",
 		      c->what, r.status, EXIT_USAGE_CODE, r.err);
 	ck_assert_msg(r.err[0], "%s: nothing on stderr", c->what);
-	run_free(&r);
+	harness_output_free(&r);
 }
 END_TEST
 
@@ -230,7 +217,7 @@ START_TEST(cli_check_shipped_config_lists_every_listener)
 	char path[HARNESS_PATH_MAX], dir[HARNESS_PATH_MAX];
 	config_setting_t *list;
 	config_t cfg;
-	struct run r;
+	struct harness_output r;
 	int n;
 
 	snprintf(path, sizeof(path), "%s/conf/netechod.conf", SOURCE_ROOT);
@@ -264,7 +251,7 @@ START_TEST(cli_check_shipped_config_lists_every_listener)
 			      "-t output has no row for listener '%s' (%s :%d %s %s):\n%s", name,
 			      protocol, port, model, service, r.out);
 	}
-	run_free(&r);
+	harness_output_free(&r);
 	config_destroy(&cfg);
 }
 END_TEST
@@ -286,7 +273,7 @@ START_TEST(cli_check_lists_listeners_and_does_not_bind)
 	char text[1024];
 	_cleanup_(closep) int busy_tcp = -1, busy_udp = -1;
 	uint16_t tport, uport;
-	struct run r;
+	struct harness_output r;
 
 	/* The ports are in use: -t validates only, it must not bind (a
 	 * reload runs it while the daemon holds every port). */
@@ -320,7 +307,7 @@ START_TEST(cli_check_lists_listeners_and_does_not_bind)
 	ck_assert_msg(table_has_row(r.out, "behind-lb", "tcp", 7004, "epoll", "echo") &&
 			      strstr(r.out, "proxy_protocol proxy_from=2"),
 		      "no row saying behind-lb expects a PROXY header:\n%s", r.out);
-	run_free(&r);
+	harness_output_free(&r);
 }
 END_TEST
 
@@ -431,7 +418,7 @@ START_TEST(cli_check_invalid_config_names_file_and_line)
 	const struct bad_case *c = &bad_cases[_i];
 	const char *path = bad_conf(0, c);
 	char where[HARNESS_PATH_MAX + 16];
-	struct run r;
+	struct harness_output r;
 
 	r = run_netechod("-t", "-c", path, NULL);
 	ck_assert_msg(r.status == EXIT_CONFIG_CODE, "%s: -t exit %d, expected %d; stderr '%s'",
@@ -446,13 +433,13 @@ START_TEST(cli_check_invalid_config_names_file_and_line)
 		ck_assert_msg(strstr(r.err, c->keyword2),
 			      "%s: stderr does not say what is allowed ('%s'):\n%s", c->what,
 			      c->keyword2, r.err);
-	run_free(&r);
+	harness_output_free(&r);
 
 	/* Started for real, the same file is refused the same way. */
 	r = run_netechod("-c", path, NULL);
 	ck_assert_msg(r.status == EXIT_CONFIG_CODE, "%s: start exit %d, expected %d; stderr '%s'",
 		      c->what, r.status, EXIT_CONFIG_CODE, r.err);
-	run_free(&r);
+	harness_output_free(&r);
 }
 END_TEST
 
@@ -466,7 +453,7 @@ START_TEST(cli_check_prints_every_error)
 	};
 	static const int lines[] = { 6, 10, 13 };
 	const char *path = bad_conf(0, &c);
-	struct run r = run_netechod("-t", "-c", path, NULL);
+	struct harness_output r = run_netechod("-t", "-c", path, NULL);
 
 	ck_assert_msg(r.status == EXIT_CONFIG_CODE, "exit %d, expected %d", r.status,
 		      EXIT_CONFIG_CODE);
@@ -477,26 +464,26 @@ START_TEST(cli_check_prints_every_error)
 		ck_assert_msg(strstr(r.err, where), "error at line %d not reported:\n%s", lines[i],
 			      r.err);
 	}
-	run_free(&r);
+	harness_output_free(&r);
 }
 END_TEST
 
 START_TEST(cli_missing_config_exits_78)
 {
 	char path[HARNESS_PATH_MAX];
-	struct run r;
+	struct harness_output r;
 
 	snprintf(path, sizeof(path), "%s/does-not-exist.conf", tmpdir);
 	r = run_netechod("-t", "-c", path, NULL);
 	ck_assert_msg(r.status == EXIT_CONFIG_CODE, "-t: exit %d, expected %d", r.status,
 		      EXIT_CONFIG_CODE);
 	ck_assert_msg(strstr(r.err, path), "-t: stderr does not name %s: '%s'", path, r.err);
-	run_free(&r);
+	harness_output_free(&r);
 
 	r = run_netechod("-c", path, NULL);
 	ck_assert_msg(r.status == EXIT_CONFIG_CODE, "start: exit %d, expected %d", r.status,
 		      EXIT_CONFIG_CODE);
-	run_free(&r);
+	harness_output_free(&r);
 }
 END_TEST
 
@@ -517,7 +504,7 @@ START_TEST(cli_port_in_use_exits_71)
 	socklen_t len = sizeof(got);
 	char text[512], addr[64];
 	uint16_t port;
-	struct run r;
+	struct harness_output r;
 
 	busy = socket(AF_INET, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
 	ck_assert_int_ge(busy, 0);
@@ -539,7 +526,7 @@ START_TEST(cli_port_in_use_exits_71)
 	snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
 	ck_assert_msg(strstr(r.err, addr), "%s: the error does not name %s:\n%s", protocol, addr,
 		      r.err);
-	run_free(&r);
+	harness_output_free(&r);
 }
 END_TEST
 
@@ -552,7 +539,7 @@ START_TEST(cli_unknown_user_exits_78)
 	static const char *const keys[] = { "user", "group" };
 	uint16_t port;
 	char text[512];
-	struct run r;
+	struct harness_output r;
 
 	ck_assert_msg(geteuid() == 0, "needs root; run it through harness_main() \"root\"");
 	ck_assert_int_eq(harness_free_port(SOCK_STREAM, "127.0.0.1", &port), 0);
@@ -565,7 +552,7 @@ START_TEST(cli_unknown_user_exits_78)
 	ck_assert_msg(r.status == EXIT_CONFIG_CODE, "unknown %s: exit %d, expected %d; stderr '%s'",
 		      keys[_i], r.status, EXIT_CONFIG_CODE, r.err);
 	ck_assert_msg(strstr(r.err, "does not exist"), "unknown %s: stderr '%s'", keys[_i], r.err);
-	run_free(&r);
+	harness_output_free(&r);
 }
 END_TEST
 

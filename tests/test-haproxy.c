@@ -186,20 +186,10 @@ stop_clean(struct hdaemon *d)
 static int
 client(const char *src, uint16_t port)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET }, to = { .sin_family = AF_INET };
-	struct timeval tv = { .tv_sec = IO_MS / 1000 };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = harness_tcp_connect_from(src, port);
 
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(inet_pton(AF_INET, src, &sa.sin_addr), 1);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	to.sin_port = htons(port);
-	ck_assert_msg(connect(fd, (struct sockaddr *)&to, sizeof(to)) == 0,
-		      "[%s] connect from %s to haproxy port %u: %s", cur->tcase, src, port,
-		      strerror(errno));
+	ck_assert_msg(fd >= 0, "[%s] connect from %s to haproxy port %u: %s", cur->tcase, src,
+		      port, strerror(-fd));
 	return fd;
 }
 
@@ -235,28 +225,12 @@ expect_closed_silent(int fd, const char *what)
 
 /* Read until a line contains want (whatever came before it is dropped). */
 static void
-expect_line(int fd, char *buf, size_t size, size_t *have, const char *what, const char *want)
+expect_line(struct harness_reader *r, const char *what, const char *want)
 {
-	uint64_t deadline = now_usec() + (uint64_t)IO_MS * USEC_PER_MSEC;
+	int n = harness_reader_expect_line(r, want, IO_MS);
 
-	for (;;) {
-		char *hit, *eol;
-		ssize_t n;
-
-		buf[*have] = '\0';
-		if ((hit = strstr(buf, want)) && (eol = strchr(hit, '\n'))) {
-			size_t used = (size_t)(eol + 1 - buf);
-
-			memmove(buf, eol + 1, *have - used);
-			*have -= used;
-			return;
-		}
-		ck_assert_msg(*have < size - 1 && now_usec() < deadline, "[%s] %s: no '%s' in '%s'",
-			      cur->tcase, what, want, buf);
-		n = harness_recv_timeout(fd, buf + *have, size - 1 - *have, IO_MS);
-		ck_assert_msg(n > 0, "[%s] %s: waiting for '%s': %zd", cur->tcase, what, want, n);
-		*have += (size_t)n;
-	}
+	ck_assert_msg(n == 0, "[%s] %s: no '%s' (%s), so far '%s'", cur->tcase, what, want,
+		      strerror(-n), r->buf);
 }
 
 START_TEST(haproxy_echo_and_chat_see_the_real_client)
@@ -264,8 +238,8 @@ START_TEST(haproxy_echo_and_chat_see_the_real_client)
 	struct hdaemon d;
 	struct hl_listener l;
 	struct haproxy h;
-	char buf[512], ca[4096], cb[4096];
-	size_t ha = 0, hb = 0;
+	struct harness_reader ra = { 0 }, rb = { 0 };
+	char buf[512];
 	int fd, a, b;
 
 	/* Echo through both frontends. */
@@ -292,15 +266,17 @@ START_TEST(haproxy_echo_and_chat_see_the_real_client)
 	haproxy_start(&h, l.port, true);
 	a = client("127.0.0.5", h.v1_port);
 	b = client("127.0.0.6", h.v2_port);
-	expect_line(a, ca, sizeof(ca), &ha, "alice's welcome", "* welcome to lb");
+	ra.fd = a;
+	rb.fd = b;
+	expect_line(&ra, "alice's welcome", "* welcome to lb");
 	send_str(a, "alice\n");
-	expect_line(a, ca, sizeof(ca), &ha, "alice named", "* you are alice@127.0.0.5");
-	expect_line(b, cb, sizeof(cb), &hb, "bob's welcome", "* welcome to lb");
+	expect_line(&ra, "alice named", "* you are alice@127.0.0.5");
+	expect_line(&rb, "bob's welcome", "* welcome to lb");
 	send_str(b, "bob\n/who\n");
-	expect_line(b, cb, sizeof(cb), &hb, "bob named", "* you are bob@127.0.0.6");
-	expect_line(b, cb, sizeof(cb), &hb, "/who", "alice@127.0.0.5");
+	expect_line(&rb, "bob named", "* you are bob@127.0.0.6");
+	expect_line(&rb, "/who", "alice@127.0.0.5");
 	send_str(b, "hello alice\n");
-	expect_line(a, ca, sizeof(ca), &ha, "bob's line", "<bob> hello alice");
+	expect_line(&ra, "bob's line", "<bob> hello alice");
 	safe_close(a);
 	safe_close(b);
 	haproxy_stop(&h);

@@ -66,21 +66,10 @@ stop_clean(struct hdaemon *d)
 static int
 connect_from(const char *src, uint16_t port)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET }, to = { .sin_family = AF_INET };
-	struct timeval tv = { .tv_sec = IO_MS / 1000 };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = harness_tcp_connect_from(src, port);
 
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(inet_pton(AF_INET, src, &sa.sin_addr), 1);
-	ck_assert_msg(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "bind %s: %s", src,
-		      strerror(errno));
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	to.sin_port = htons(port);
-	ck_assert_msg(connect(fd, (struct sockaddr *)&to, sizeof(to)) == 0,
-		      "[%s] connect from %s to port %u: %s", cur->tcase, src, port,
-		      strerror(errno));
+	ck_assert_msg(fd >= 0, "[%s] connect from %s to port %u: %s", cur->tcase, src, port,
+		      strerror(-fd));
 	return fd;
 }
 
@@ -184,40 +173,14 @@ expect_closed_silent(int fd, const char *what)
 		      n > 0 ? got : "");
 }
 
-/* What a client received and has not looked at yet. */
-struct reader {
-	int fd;
-	size_t have;
-	char buf[4096];
-};
-
 /* Read until a line contains want; consume up to the end of that line. */
 static void
-expect_line(struct reader *r, const char *what, const char *want)
+expect_line(struct harness_reader *r, const char *what, const char *want)
 {
-	uint64_t deadline = now_usec() + (uint64_t)IO_MS * USEC_PER_MSEC;
+	int n = harness_reader_expect_line(r, want, IO_MS);
 
-	for (;;) {
-		char *hit, *eol;
-		ssize_t n;
-
-		r->buf[r->have] = '\0';
-		hit = strstr(r->buf, want);
-		if (hit && (eol = strchr(hit, '\n'))) {
-			size_t used = (size_t)(eol + 1 - r->buf);
-
-			memmove(r->buf, eol + 1, r->have - used);
-			r->have -= used;
-			return;
-		}
-		ck_assert_msg(r->have < sizeof(r->buf) - 1 && now_usec() < deadline,
-			      "[%s] %s: no '%s' in '%s'", cur->tcase, what, want, r->buf);
-		n = harness_recv_timeout(r->fd, r->buf + r->have, sizeof(r->buf) - 1 - r->have,
-					 IO_MS);
-		ck_assert_msg(n > 0, "[%s] %s: waiting for '%s': %zd, so far '%s'", cur->tcase,
-			      what, want, n, r->buf);
-		r->have += (size_t)n;
-	}
+	ck_assert_msg(n == 0, "[%s] %s: no '%s' (%s), so far '%s'", cur->tcase, what, want,
+		      strerror(-n), r->buf);
 }
 
 static uint64_t
@@ -322,7 +285,7 @@ START_TEST(proxy_chat_waits_for_the_header_and_names_the_client)
 	struct hl_listener l;
 	char buf[512], h[128], tmp[64];
 	_cleanup_(closep) int a = -1, b = -1;
-	struct reader ra = { 0 }, rb = { 0 };
+	struct harness_reader ra = { 0 }, rb = { 0 };
 	ssize_t n;
 
 	start(&d, &l, buf, sizeof(buf), "chat", NULL);

@@ -16,6 +16,15 @@ now_usec(void)
 }
 
 uint64_t
+now_nsec(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t
 realtime_usec(void)
 {
 	struct timespec ts;

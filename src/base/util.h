@@ -41,6 +41,8 @@
 #define USEC_PER_SEC UINT64_C(1000000)
 #define USEC_PER_MSEC UINT64_C(1000)
 #define NSEC_PER_USEC UINT64_C(1000)
+#define NSEC_PER_MSEC UINT64_C(1000000)
+#define NSEC_PER_SEC UINT64_C(1000000000)
 
 static inline void
 freep(void *p)
@@ -68,6 +70,8 @@ closep(int *fd)
 
 /* CLOCK_MONOTONIC in microseconds. */
 uint64_t now_usec(void);
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t now_nsec(void);
 /* CLOCK_REALTIME in microseconds. */
 uint64_t realtime_usec(void);
 

@@ -32,12 +32,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "netecho-benchcore.h"
 #include "netecho-common.h"
 #include "netecho-hist.h"
 #include "util.h"
-
-#define NSEC_PER_SEC UINT64_C(1000000000)
-#define NSEC_PER_MSEC UINT64_C(1000000)
 
 #define DEFAULT_CONNS 10
 #define DEFAULT_SIZE 64
@@ -50,8 +48,6 @@
 #define MAX_TCP_SIZE (16UL * 1024 * 1024)
 #define UDP_MAX_PAYLOAD 65507UL
 #define UDP6_MAX_PAYLOAD 65527UL
-#define MAX_DURATION_SEC 86400.0
-#define MAX_TIMEOUT_SEC 3600.0
 
 /* The shared pattern: a prime length, so connection offsets i * STRIDE are
  * distinct for the first PAT_LEN connections, followed by a copy of its
@@ -164,12 +160,8 @@ struct bench {
 	unsigned long threads;
 	uint64_t duration; /* ns */
 	uint64_t timeout;  /* ns */
-	const char *host;
-	const char *port;
+	struct netecho_benchcore_target target; /* HOST, PORT and the address found */
 
-	union sockaddr_any addr;
-	socklen_t addr_len;
-	char peer[SOCKADDR_STR_MAX];
 	uint8_t *pat;
 	struct conn *connv; /* [conns] */
 	uint64_t *slots; /* conns * pipeline stamps, then as many sequence numbers */
@@ -179,8 +171,6 @@ struct bench {
 	uint64_t start;
 	uint64_t end; /* atomic: lowered to "now" by SIGINT/SIGTERM */
 };
-
-static volatile sig_atomic_t got_signal;
 
 static void
 usage(FILE *f)
@@ -205,30 +195,12 @@ usage(FILE *f)
 	      "                      their echoes, close, repeat\n"
 	      "      --proxy v1|v2   TCP: every connection sends a PROXY protocol header\n"
 	      "                      first (not counted as payload)\n"
-	      "      --chat          chat load instead ('netecho bench --chat -h')\n"
-	      "  -h, --help          show this help\n"
-	      "\n"
-	      "The last line on stdout is a key=value summary. Exit status: 0 no errors,\n"
-	      "1 errors, 3 usage error.\n",
+	      "      --chat          chat load instead ('netecho bench --chat -h')\n",
 	      f);
+	netecho_benchcore_usage_end(f);
 }
 
 #define usage_error(...) netecho_usage_error("bench", usage, __VA_ARGS__)
-
-static void
-on_signal(int sig)
-{
-	got_signal = sig;
-}
-
-static uint64_t
-now_nsec(void)
-{
-	struct timespec ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- connections ---- */
 
@@ -251,14 +223,11 @@ static void _printf_(2, 0)
 conn_vfail(struct conn *c, const char *fmt, va_list ap)
 {
 	struct worker *w = c->w;
-	int n;
+	char who[32];
 
 	STAT_ADD(w->errors, 1);
-	if (w->first_error[0])
-		return;
-	n = snprintf(w->first_error, sizeof(w->first_error), "connection %u: ", c->id);
-	if (n > 0 && (size_t)n < sizeof(w->first_error))
-		vsnprintf(w->first_error + n, sizeof(w->first_error) - (size_t)n, fmt, ap);
+	snprintf(who, sizeof(who), "connection %u", c->id);
+	netecho_benchcore_vnote(w->first_error, sizeof(w->first_error), who, fmt, ap);
 }
 
 static void _printf_(2, 3)
@@ -413,13 +382,13 @@ tcp_start(struct conn *c, uint64_t now)
 	c->cycle = c->sent;
 	c->hdr_sent = 0;
 	c->hdr_len = 0;
-	c->fd = socket(b->addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	c->fd = socket(b->target.addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
 		conn_error(c, now, "socket: %s", strerror(errno));
 		return;
 	}
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(c->fd, &b->addr.sa, b->addr_len) < 0 && errno != EINPROGRESS) {
+	if (connect(c->fd, &b->target.addr.sa, b->target.addr_len) < 0 && errno != EINPROGRESS) {
 		conn_error(c, now, "connect: %s", strerror(errno));
 		return;
 	}
@@ -435,13 +404,10 @@ tcp_start(struct conn *c, uint64_t now)
 static void
 tcp_connected(struct conn *c, uint64_t now)
 {
-	socklen_t len = sizeof(int);
-	int err = 0;
+	int r = netecho_connect_result(c->fd);
 
-	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		err = errno;
-	if (err != 0) {
-		conn_error(c, now, "connect: %s", strerror(err));
+	if (r < 0) {
+		conn_error(c, now, "connect: %s", strerror(-r));
 		return;
 	}
 	STAT_ADD(c->w->connects, 1);
@@ -626,8 +592,8 @@ udp_start(struct conn *c, uint64_t now)
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
 
 	c->gen++;
-	c->fd = socket(b->addr.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->fd < 0 || connect(c->fd, &b->addr.sa, b->addr_len) < 0 ||
+	c->fd = socket(b->target.addr.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0 || connect(c->fd, &b->target.addr.sa, b->target.addr_len) < 0 ||
 	    epoll_ctl(c->w->epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
 		conn_fail(c, "socket: %s", strerror(errno));
 		conn_close(c);
@@ -797,105 +763,26 @@ worker_run(void *arg)
 /* ---- setup and report ---- */
 
 static int
-send_probe_header(const struct bench *b, int fd, uint64_t deadline)
-{
-	uint8_t hdr[NETECHO_PROXY_HEADER_MAX];
-	size_t len, done = 0;
-	int r;
-
-	r = netecho_proxy_header(b->proxy, fd, hdr, sizeof(hdr));
-	if (r < 0)
-		return r;
-	len = (size_t)r;
-	while (done < len) {
-		ssize_t n = send(fd, hdr + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-		if (n >= 0) {
-			done += (size_t)n;
-			continue;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN)
-			return -errno;
-		r = netecho_wait_fd(fd, POLLOUT, deadline);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
-/* Find an address that accepts connections (TCP) or take the first (UDP). */
-static int
-pick_address(struct bench *b)
-{
-	struct addrinfo *res = NULL;
-	char err[NETECHO_ERR_MAX];
-	int r;
-
-	r = netecho_resolve(b->host, b->port, b->udp ? SOCK_DGRAM : SOCK_STREAM, &res, err,
-			    sizeof(err));
-	if (r < 0) {
-		fprintf(stderr, "netecho: %s\n", err);
-		return r;
-	}
-	if (b->udp) {
-		r = -EADDRNOTAVAIL;
-		for (const struct addrinfo *ai = res; ai; ai = ai->ai_next)
-			if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6) {
-				size_t len = MIN((size_t)ai->ai_addrlen, sizeof(b->addr));
-
-				memset(&b->addr, 0, sizeof(b->addr));
-				memcpy(&b->addr, ai->ai_addr, len);
-				r = 0;
-				break;
-			}
-	} else {
-		uint64_t deadline = now_usec() + b->timeout / 1000;
-		int fd = -1;
-
-		r = netecho_tcp_connect(res, deadline, &fd, &b->addr);
-		/* Behind a balancer the probe is a connection like the others:
-		 * without its header the server would count it as refused. */
-		if (r == 0 && b->proxy != NETECHO_PROXY_NONE)
-			r = send_probe_header(b, fd, deadline);
-		safe_close(fd);
-	}
-	freeaddrinfo(res);
-	sockaddr_to_string(&b->addr, b->peer, sizeof(b->peer));
-	if (r < 0) {
-		fprintf(stderr, "netecho: cannot connect to %s: %s\n",
-			b->peer[0] ? b->peer : b->host, strerror(-r));
-		return r;
-	}
-	b->addr_len = sockaddr_len(&b->addr);
-	return 0;
-}
-
-static int
 bench_setup(struct bench *b)
 {
 	size_t n_slots = (size_t)b->conns * b->pipeline;
-	rlim_t need, hard = 0;
+	unsigned long max_payload;
+	rlim_t need;
 	int r;
 
-	r = pick_address(b);
+	/* An address that accepts connections (TCP), or the first (UDP). */
+	r = netecho_benchcore_resolve(&b->target, b->udp ? SOCK_DGRAM : SOCK_STREAM, !b->udp,
+				      b->proxy, b->timeout / 1000);
 	if (r < 0)
 		return r;
-	if (b->udp && b->size > (b->addr.sa.sa_family == AF_INET6 ? UDP6_MAX_PAYLOAD
-								    : UDP_MAX_PAYLOAD)) {
-		fprintf(stderr, "netecho: a UDP datagram to %s holds at most %lu bytes\n", b->peer,
-			b->addr.sa.sa_family == AF_INET6 ? UDP6_MAX_PAYLOAD : UDP_MAX_PAYLOAD);
+	max_payload = b->target.addr.sa.sa_family == AF_INET6 ? UDP6_MAX_PAYLOAD : UDP_MAX_PAYLOAD;
+	if (b->udp && b->size > max_payload) {
+		fprintf(stderr, "netecho: a UDP datagram to %s holds at most %lu bytes\n",
+			b->target.peer, max_payload);
 		return -EMSGSIZE;
 	}
 	need = (rlim_t)b->conns + 2 * b->threads + 32;
-	r = netecho_raise_fd_limit(need, &hard);
-	if (r == -EMFILE)
-		fprintf(stderr,
-			"netecho: %lu connections need %llu file descriptors; the hard limit is %llu (ulimit -Hn)\n",
-			b->conns, (unsigned long long)need, (unsigned long long)hard);
-	else if (r < 0)
-		fprintf(stderr, "netecho: cannot raise RLIMIT_NOFILE: %s\n", strerror(-r));
+	r = netecho_benchcore_raise_fd_limit(need, b->conns, "connections");
 	if (r < 0)
 		return r;
 
@@ -990,17 +877,12 @@ sum_counters(const struct bench *b)
 }
 
 static void
-progress(const struct bench *b, uint64_t now, uint64_t *last_msgs, uint64_t *last_time)
+progress(const struct bench *b, uint64_t now, struct netecho_benchcore_progress *p)
 {
 	struct totals t = sum_counters(b);
-	double dt = (double)(now - *last_time) / 1e9;
-	double rate = dt > 0 ? (double)(t.msgs - *last_msgs) / dt : 0;
 
-	fprintf(stderr, "\r\033[K[%5.1f s] %.0f msgs/s  %.2f MB/s  errors %llu  lost %llu",
-		(double)(now - b->start) / 1e9, rate, rate * (double)b->size / 1e6,
-		(unsigned long long)t.errors, (unsigned long long)t.lost);
-	*last_msgs = t.msgs;
-	*last_time = now;
+	netecho_benchcore_progress(p, b->start, now, t.msgs, "msgs", b->size, t.errors);
+	fprintf(stderr, "  lost %llu", (unsigned long long)t.lost);
 }
 
 /* Run the workers; the main thread keeps the progress line and watches
@@ -1009,12 +891,13 @@ static void
 bench_run(struct bench *b, const sigset_t *waitmask)
 {
 	bool tty = isatty(STDERR_FILENO);
-	uint64_t last_msgs = 0, last_time, next_progress, done = 0;
+	struct netecho_benchcore_progress p = { 0 };
+	uint64_t next_progress, done = 0;
 	size_t started = 0;
 
 	b->start = now_nsec();
 	b->end = b->start + b->duration;
-	last_time = b->start;
+	p.last_time = b->start;
 	next_progress = b->start + NSEC_PER_SEC;
 
 	for (size_t t = 0; t < b->threads; t++) {
@@ -1047,24 +930,22 @@ bench_run(struct bench *b, const sigset_t *waitmask)
 		now = now_nsec();
 		if (r < 0 && errno == EINTR) {
 			uint64_t end = __atomic_load_n(&b->end, __ATOMIC_RELAXED);
-			struct sigaction dfl = { .sa_handler = SIG_DFL };
 
 			if (now < end)
 				__atomic_store_n(&b->end, now, __ATOMIC_RELAXED);
-			(void)sigaction(SIGINT, &dfl, NULL);
-			(void)sigaction(SIGTERM, &dfl, NULL);
+			netecho_benchcore_default_signals();
 			continue;
 		}
 		if (r > 0 && read(b->done_fd, &v, sizeof(v)) == sizeof(v))
 			done += v;
 		if (now >= next_progress) {
 			if (tty && now < __atomic_load_n(&b->end, __ATOMIC_RELAXED))
-				progress(b, now, &last_msgs, &last_time);
+				progress(b, now, &p);
 			next_progress += NSEC_PER_SEC;
 		}
 	}
 	if (tty)
-		fputs("\r\033[K", stderr);
+		netecho_benchcore_progress_clear();
 	for (size_t t = 0; t < b->threads; t++)
 		if (b->workers[t].started)
 			(void)pthread_join(b->workers[t].thread, NULL);
@@ -1099,13 +980,12 @@ report(const struct bench *b, bool ran)
 			fprintf(stderr, "netecho: no message was echoed during the run\n");
 		for (size_t i = 0; i < b->threads; i++)
 			if (b->workers[i].first_error[0]) {
-				fprintf(stderr, "netecho: first error: %s\n",
-					b->workers[i].first_error);
+				netecho_benchcore_print_first_error(b->workers[i].first_error);
 				break;
 			}
 
 		printf("%s %s to %s: %lu %s, %lu-byte messages, pipeline %lu, %lu thread%s\n",
-		       b->udp ? "udp" : "tcp", mode_names[b->mode], b->peer, b->conns,
+		       b->udp ? "udp" : "tcp", mode_names[b->mode], b->target.peer, b->conns,
 		       b->udp ? "sockets" : "connections", b->size, b->pipeline, b->threads,
 		       b->threads == 1 ? "" : "s");
 		printf("  duration  %.2f s\n", dur);
@@ -1163,9 +1043,8 @@ netecho_bench_main(int argc, char **argv)
 		.duration = DEFAULT_DURATION_SEC * NSEC_PER_SEC,
 		.done_fd = -1,
 	};
-	struct sigaction sa = { .sa_handler = on_signal };
 	bool connect_mode = false, size_set = false;
-	uint64_t usec, timeout = 0;
+	uint64_t timeout = 0;
 	struct totals totals;
 	sigset_t block, waitmask;
 	int c, r;
@@ -1193,10 +1072,11 @@ netecho_bench_main(int argc, char **argv)
 			size_set = true;
 			break;
 		case 'd':
-			if (netecho_parse_seconds(optarg, MAX_DURATION_SEC, &usec) < 0)
-				return usage_error("invalid -d '%s': want seconds > 0, at most %g",
-						   optarg, MAX_DURATION_SEC);
-			b.duration = usec * 1000;
+		case 't':
+			r = netecho_benchcore_usage_seconds(usage, c, optarg,
+							    c == 'd' ? &b.duration : &timeout);
+			if (r != 0)
+				return r;
 			break;
 		case 'P':
 			if (netecho_parse_count(optarg, 1, MAX_PIPELINE, &b.pipeline) < 0)
@@ -1208,12 +1088,6 @@ netecho_bench_main(int argc, char **argv)
 				return usage_error("invalid -T '%s': want 1 to %lu threads", optarg,
 						   MAX_THREADS);
 			break;
-		case 't':
-			if (netecho_parse_seconds(optarg, MAX_TIMEOUT_SEC, &usec) < 0)
-				return usage_error("invalid -t '%s': want seconds > 0, at most %g",
-						   optarg, MAX_TIMEOUT_SEC);
-			timeout = usec * 1000;
-			break;
 		case OPT_CONNECT:
 			connect_mode = true;
 			break;
@@ -1221,21 +1095,13 @@ netecho_bench_main(int argc, char **argv)
 			if (netecho_proxy_from_string(optarg, &b.proxy) < 0)
 				return usage_error("invalid --proxy '%s': want v1 or v2", optarg);
 			break;
-		case 'h':
-			usage(stdout);
-			return NETECHO_EXIT_OK;
-		case ':':
-			return usage_error("option '%s' needs an argument", argv[optind - 1]);
-		default:
-			return usage_error("unknown option '%s'", argv[optind - 1]);
+		default: /* -h, ':' and unknown options */
+			return netecho_usage_getopt("bench", usage, c, argv);
 		}
 	}
-	if (argc - optind != 2)
-		return usage_error("HOST and PORT are required, and nothing else");
-	b.host = argv[optind];
-	b.port = argv[optind + 1];
-	if (!*b.host || !*b.port)
-		return usage_error("HOST and PORT must not be empty");
+	r = netecho_benchcore_usage_host_port(usage, argc, argv, &b.target.host, &b.target.port);
+	if (r != 0)
+		return r;
 	if (connect_mode && b.udp)
 		return usage_error("--connect measures TCP connections; it does not go with -u");
 	if (b.proxy != NETECHO_PROXY_NONE && b.udp)
@@ -1257,8 +1123,7 @@ netecho_bench_main(int argc, char **argv)
 	(void)sigprocmask(SIG_BLOCK, &block, &waitmask);
 	sigdelset(&waitmask, SIGINT);
 	sigdelset(&waitmask, SIGTERM);
-	(void)sigaction(SIGINT, &sa, NULL);
-	(void)sigaction(SIGTERM, &sa, NULL);
+	netecho_benchcore_catch_signals();
 
 	r = bench_setup(&b);
 	if (r < 0) {

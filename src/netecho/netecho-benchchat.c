@@ -33,12 +33,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "netecho-benchcore.h"
 #include "netecho-common.h"
 #include "netecho-hist.h"
 #include "util.h"
-
-#define NSEC_PER_SEC UINT64_C(1000000000)
-#define NSEC_PER_MSEC UINT64_C(1000000)
 
 #define DEFAULT_MEMBERS 10
 #define DEFAULT_SIZE 64
@@ -54,8 +52,6 @@
 /* netechod's max_line can be at most 65536; leave room for the line end. */
 #define MAX_SIZE 65000UL
 #define MAX_ALSO 64
-#define MAX_DURATION_SEC 86400.0
-#define MAX_TIMEOUT_SEC 3600.0
 
 /* Members connecting or joining at once: a burst larger than a listen
  * backlog would only make the kernel drop and retry SYNs. */
@@ -119,14 +115,6 @@ enum member_state {
 	_MEMBER_STATE_MAX,
 };
 
-struct target {
-	const char *host;
-	const char *port;
-	union sockaddr_any addr;
-	socklen_t addr_len;
-	char peer[SOCKADDR_STR_MAX];
-};
-
 struct member {
 	int fd;
 	uint32_t id;
@@ -134,7 +122,7 @@ struct member {
 	bool want_out;
 	bool got_sync;
 	bool overlong; /* discarding the rest of a line too long to be ours */
-	struct target *target;
+	struct netecho_benchcore_target *target;
 	char name[NAME_MAX_LEN];
 	/* the partial line received so far */
 	char *line;
@@ -171,7 +159,7 @@ struct chat {
 	uint64_t duration; /* ns */
 	uint64_t timeout;  /* ns */
 	const char *oper;  /* IRC "NAME:PASSWORD" for OPER, senders only */
-	struct target targets[1 + MAX_ALSO];
+	struct netecho_benchcore_target targets[1 + MAX_ALSO];
 	size_t n_targets;
 
 	char tag[8]; /* name prefix of this run: "b" and 3 hex digits */
@@ -195,10 +183,7 @@ struct chat {
 	size_t dead;
 	uint64_t phase_deadline;
 	uint64_t start, end;
-	uint64_t last_progress_deliveries;
 };
-
-static volatile sig_atomic_t got_signal;
 
 static void
 usage(FILE *f)
@@ -224,30 +209,12 @@ usage(FILE *f)
 	      "  -u, --udp           netechod UDP chat (joins through /join)\n"
 	      "      --irc           an IRC server: NICK, USER, JOIN " IRC_CHANNEL ", PRIVMSG\n"
 	      "      --oper N:P      IRC: senders send OPER N P before joining\n"
-	      "      --ncat          ncat --chat: no name line, names are ncat's userN\n"
-	      "  -h, --help          show this help\n"
-	      "\n"
-	      "The last line on stdout is a key=value summary. Exit status: 0 no errors,\n"
-	      "1 errors, 3 usage error.\n",
+	      "      --ncat          ncat --chat: no name line, names are ncat's userN\n",
 	      f);
+	netecho_benchcore_usage_end(f);
 }
 
 #define usage_error(...) netecho_usage_error("bench", usage, __VA_ARGS__)
-
-static void
-on_signal(int sig)
-{
-	got_signal = sig;
-}
-
-static uint64_t
-now_nsec(void)
-{
-	struct timespec ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
-}
 
 static bool
 is_sender(const struct chat *b, const struct member *m)
@@ -259,16 +226,12 @@ is_sender(const struct chat *b, const struct member *m)
 static void _printf_(3, 4)
 note_error(struct chat *b, const struct member *m, const char *fmt, ...)
 {
+	char who[8 + NAME_MAX_LEN];
 	va_list ap;
-	int n;
 
-	if (b->first_error[0])
-		return;
-	n = snprintf(b->first_error, sizeof(b->first_error), "member %s: ", m ? m->name : "-");
-	if (n < 0 || (size_t)n >= sizeof(b->first_error))
-		return;
+	snprintf(who, sizeof(who), "member %s", m ? m->name : "-");
 	va_start(ap, fmt);
-	vsnprintf(b->first_error + n, sizeof(b->first_error) - (size_t)n, fmt, ap);
+	netecho_benchcore_vnote(b->first_error, sizeof(b->first_error), who, fmt, ap);
 	va_end(ap);
 }
 
@@ -827,7 +790,7 @@ sender_kick(struct chat *b, struct member *m, uint64_t now)
 static void
 member_start(struct chat *b, struct member *m, uint64_t now)
 {
-	const struct target *t = m->target;
+	const struct netecho_benchcore_target *t = m->target;
 	int type = b->proto == PROTO_UDP ? SOCK_DGRAM : SOCK_STREAM;
 	struct epoll_event ev = { .data.ptr = m };
 	int one = 1;
@@ -870,13 +833,10 @@ member_start(struct chat *b, struct member *m, uint64_t now)
 static void
 member_connected(struct chat *b, struct member *m, uint64_t now)
 {
-	socklen_t len = sizeof(int);
-	int err = 0;
+	int r = netecho_connect_result(m->fd);
 
-	if (getsockopt(m->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		err = errno;
-	if (err != 0) {
-		member_kill(b, m, strerror(err));
+	if (r < 0) {
+		member_kill(b, m, strerror(-r));
 		return;
 	}
 	m->state = MEMBER_JOINING;
@@ -1047,25 +1007,21 @@ housekeeping(struct chat *b, uint64_t now)
 }
 
 static void
-progress(struct chat *b, uint64_t now, uint64_t *last_time)
+progress(struct chat *b, uint64_t now, struct netecho_benchcore_progress *p)
 {
-	double dt = (double)(now - *last_time) / 1e9;
-	double rate = dt > 0 ? (double)(b->c.deliveries - b->last_progress_deliveries) / dt : 0;
 	uint64_t errors = b->c.missing + b->c.duplicate + b->c.out_of_order +
 			  b->c.disconnected + b->c.corrupt + b->c.server_errors;
 
-	fprintf(stderr, "\r\033[K[%5.1f s] %.0f deliveries/s  %.2f MB/s  errors %llu",
-		(double)(now - b->start) / 1e9, rate, rate * (double)b->size / 1e6,
-		(unsigned long long)errors);
-	b->last_progress_deliveries = b->c.deliveries;
-	*last_time = now;
+	netecho_benchcore_progress(p, b->start, now, b->c.deliveries, "deliveries", b->size,
+				   errors);
 }
 
 static void
 chat_run(struct chat *b)
 {
 	bool tty = isatty(STDERR_FILENO);
-	uint64_t now = now_nsec(), last_housekeeping = 0, next_progress = 0, last_time = 0;
+	struct netecho_benchcore_progress p = { 0 };
+	uint64_t now = now_nsec(), last_housekeeping = 0, next_progress = 0;
 	enum phase last_phase = b->phase;
 
 	/* Joining and the sync share one deadline: -t for the whole of it. */
@@ -1087,12 +1043,8 @@ chat_run(struct chat *b)
 			}
 			n = 0;
 		}
-		if (got_signal) {
-			struct sigaction dfl = { .sa_handler = SIG_DFL };
-
-			got_signal = 0;
-			(void)sigaction(SIGINT, &dfl, NULL);
-			(void)sigaction(SIGTERM, &dfl, NULL);
+		if (netecho_benchcore_signalled()) {
+			netecho_benchcore_default_signals();
 			if (b->phase == PHASE_RUN)
 				b->end = now;
 			else if (b->phase != PHASE_DRAIN)
@@ -1110,11 +1062,11 @@ chat_run(struct chat *b)
 			last_housekeeping = now;
 			if (b->phase == PHASE_RUN && next_progress == 0) {
 				next_progress = now + NSEC_PER_SEC;
-				last_time = now;
+				p.last_time = now;
 			}
 		}
 		if (tty && b->phase == PHASE_RUN && next_progress && now >= next_progress) {
-			progress(b, now, &last_time);
+			progress(b, now, &p);
 			next_progress += NSEC_PER_SEC;
 		}
 	}
@@ -1125,7 +1077,7 @@ chat_run(struct chat *b)
 			if (b->memberv[i].state == MEMBER_JOINED)
 				member_send_dgram(b, &b->memberv[i], "/quit");
 	if (tty && next_progress)
-		fputs("\r\033[K", stderr);
+		netecho_benchcore_progress_clear();
 	if (b->start && !b->end)
 		b->end = now;
 }
@@ -1156,68 +1108,25 @@ parse_host_port(char *s, const char **ret_host, const char **ret_port)
 }
 
 static int
-resolve_target(struct chat *b, struct target *t)
-{
-	struct addrinfo *res = NULL;
-	char err[NETECHO_ERR_MAX];
-	int r;
-
-	r = netecho_resolve(t->host, t->port, b->proto == PROTO_UDP ? SOCK_DGRAM : SOCK_STREAM,
-			    &res, err, sizeof(err));
-	if (r < 0) {
-		fprintf(stderr, "netecho: %s\n", err);
-		return r;
-	}
-	/* UDP has nothing to probe; ncat 7.9x quits when a connection is
-	 * gone before it asks for the peer's address. */
-	if (b->proto == PROTO_UDP || b->proto == PROTO_NCAT) {
-		r = -EADDRNOTAVAIL;
-		for (const struct addrinfo *ai = res; ai; ai = ai->ai_next)
-			if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6) {
-				memset(&t->addr, 0, sizeof(t->addr));
-				memcpy(&t->addr, ai->ai_addr,
-				       MIN((size_t)ai->ai_addrlen, sizeof(t->addr)));
-				r = 0;
-				break;
-			}
-	} else {
-		int fd = -1;
-
-		/* The first address that accepts; the probe goes away at once. */
-		r = netecho_tcp_connect(res, now_usec() + b->timeout / 1000, &fd, &t->addr);
-		safe_close(fd);
-	}
-	freeaddrinfo(res);
-	sockaddr_to_string(&t->addr, t->peer, sizeof(t->peer));
-	if (r < 0) {
-		fprintf(stderr, "netecho: cannot connect to %s: %s\n",
-			t->peer[0] ? t->peer : t->host, strerror(-r));
-		return r;
-	}
-	t->addr_len = sockaddr_len(&t->addr);
-	return 0;
-}
-
-static int
 chat_setup(struct chat *b)
 {
 	size_t pairs = (size_t)b->members * b->senders;
-	rlim_t need = (rlim_t)b->members + 32, hard = 0;
+	rlim_t need = (rlim_t)b->members + 32;
 	uint16_t tag;
 	int r;
 
 	for (size_t i = 0; i < b->n_targets; i++) {
-		r = resolve_target(b, &b->targets[i]);
+		/* The first address that accepts, except that UDP has nothing
+		 * to probe and ncat 7.9x quits when a connection is gone
+		 * before it asks for the peer's address. */
+		r = netecho_benchcore_resolve(&b->targets[i],
+					      b->proto == PROTO_UDP ? SOCK_DGRAM : SOCK_STREAM,
+					      b->proto != PROTO_UDP && b->proto != PROTO_NCAT,
+					      NETECHO_PROXY_NONE, b->timeout / 1000);
 		if (r < 0)
 			return r;
 	}
-	r = netecho_raise_fd_limit(need, &hard);
-	if (r == -EMFILE)
-		fprintf(stderr,
-			"netecho: %lu members need %llu file descriptors; the hard limit is %llu (ulimit -Hn)\n",
-			b->members, (unsigned long long)need, (unsigned long long)hard);
-	else if (r < 0)
-		fprintf(stderr, "netecho: cannot raise RLIMIT_NOFILE: %s\n", strerror(-r));
+	r = netecho_benchcore_raise_fd_limit(need, b->members, "members");
 	if (r < 0)
 		return r;
 
@@ -1330,8 +1239,7 @@ report(struct chat *b, bool ran)
 	errors = total_errors(&b->c);
 	if (!ran)
 		errors = MAX(errors, UINT64_C(1));
-	if (b->first_error[0])
-		fprintf(stderr, "netecho: first error: %s\n", b->first_error);
+	netecho_benchcore_print_first_error(b->first_error);
 	if (ran) {
 		printf("%s chat at %s", proto_names[b->proto], b->targets[0].peer);
 		for (size_t i = 1; i < b->n_targets; i++)
@@ -1396,9 +1304,7 @@ netecho_benchchat_main(int argc, char **argv)
 		.epfd = -1,
 		.n_targets = 1,
 	};
-	struct sigaction sa = { .sa_handler = on_signal };
 	bool udp = false, irc = false, ncat = false, senders_set = false;
-	uint64_t usec;
 	int c, r;
 
 	opterr = 0;
@@ -1447,37 +1353,25 @@ netecho_benchchat_main(int argc, char **argv)
 						   MIN_SIZE, MAX_SIZE);
 			break;
 		case 'd':
-			if (netecho_parse_seconds(optarg, MAX_DURATION_SEC, &usec) < 0)
-				return usage_error("invalid -d '%s': want seconds > 0, at most %g",
-						   optarg, MAX_DURATION_SEC);
-			b.duration = usec * 1000;
-			break;
 		case 't':
-			if (netecho_parse_seconds(optarg, MAX_TIMEOUT_SEC, &usec) < 0)
-				return usage_error("invalid -t '%s': want seconds > 0, at most %g",
-						   optarg, MAX_TIMEOUT_SEC);
-			b.timeout = usec * 1000;
+			r = netecho_benchcore_usage_seconds(usage, c, optarg,
+							    c == 'd' ? &b.duration : &b.timeout);
+			if (r != 0)
+				return r;
 			break;
 		case OPT_OPER:
 			if (!strchr(optarg, ':') || optarg[0] == ':' || strpbrk(optarg, " \r\n"))
 				return usage_error("invalid --oper: want NAME:PASSWORD, no spaces");
 			b.oper = optarg;
 			break;
-		case 'h':
-			usage(stdout);
-			return NETECHO_EXIT_OK;
-		case ':':
-			return usage_error("option '%s' needs an argument", argv[optind - 1]);
-		default:
-			return usage_error("unknown option '%s'", argv[optind - 1]);
+		default: /* -h, ':' and unknown options */
+			return netecho_usage_getopt("bench", usage, c, argv);
 		}
 	}
-	if (argc - optind != 2)
-		return usage_error("HOST and PORT are required, and nothing else");
-	b.targets[0].host = argv[optind];
-	b.targets[0].port = argv[optind + 1];
-	if (!*b.targets[0].host || !*b.targets[0].port)
-		return usage_error("HOST and PORT must not be empty");
+	r = netecho_benchcore_usage_host_port(usage, argc, argv, &b.targets[0].host,
+					      &b.targets[0].port);
+	if (r != 0)
+		return r;
 	if ((int)udp + (int)irc + (int)ncat > 1)
 		return usage_error("-u, --irc and --ncat are different protocols; pick one");
 	if (b.oper && !irc)
@@ -1491,8 +1385,7 @@ netecho_benchchat_main(int argc, char **argv)
 		return usage_error("-c %lu with -S %lu: members x senders is at most %lu", b.members,
 				   b.senders, MAX_PAIRS);
 
-	(void)sigaction(SIGINT, &sa, NULL);
-	(void)sigaction(SIGTERM, &sa, NULL);
+	netecho_benchcore_catch_signals();
 
 	r = chat_setup(&b);
 	if (r < 0) {

@@ -539,13 +539,8 @@ netecho_chat_main(int argc, char **argv)
 		case 'u':
 			c.udp = true;
 			break;
-		case 'h':
-			usage(stdout);
-			return NETECHO_EXIT_OK;
-		case ':':
-			return usage_error("option '%s' needs an argument", argv[optind - 1]);
-		default:
-			return usage_error("unknown option '%s'", argv[optind - 1]);
+		default: /* -h, ':' and unknown options */
+			return netecho_usage_getopt("chat", usage, ch, argv);
 		}
 	}
 	if (argc - optind != 3)

@@ -1,5 +1,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
 #include <netinet/in.h>
@@ -121,12 +122,22 @@ netecho_wait_fd(int fd, short events, uint64_t deadline)
 	}
 }
 
+int
+netecho_connect_result(int fd)
+{
+	socklen_t len = sizeof(int);
+	int err = 0;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		return -errno;
+	return -err;
+}
+
 static int
 connect_one(const struct addrinfo *ai, uint64_t deadline, int *ret_fd)
 {
 	_cleanup_(closep) int fd = -1;
-	socklen_t len;
-	int one = 1, err = 0, r;
+	int one = 1, r;
 
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -139,11 +150,9 @@ connect_one(const struct addrinfo *ai, uint64_t deadline, int *ret_fd)
 		if (r < 0)
 			return r;
 	}
-	len = sizeof(err);
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		return -errno;
-	if (err != 0)
-		return -err;
+	r = netecho_connect_result(fd);
+	if (r < 0)
+		return r;
 	*ret_fd = TAKE_FD(fd);
 	return 0;
 }
@@ -213,6 +222,19 @@ netecho_usage_error(const char *cmd, void (*usage)(FILE *f), const char *fmt, ..
 	fputc('\n', stderr);
 	usage(stderr);
 	return NETECHO_EXIT_USAGE;
+}
+
+int
+netecho_usage_getopt(const char *cmd, void (*usage)(FILE *f), int c, char **argv)
+{
+	if (c == 'h') {
+		usage(stdout);
+		return NETECHO_EXIT_OK;
+	}
+	if (c == ':')
+		return netecho_usage_error(cmd, usage, "option '%s' needs an argument",
+					   argv[optind - 1]);
+	return netecho_usage_error(cmd, usage, "unknown option '%s'", argv[optind - 1]);
 }
 
 int

@@ -27,6 +27,11 @@ union sockaddr_any;
 int netecho_usage_error(const char *cmd, void (*usage)(FILE *f), const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* The getopt results every subcommand's switch ends with, for c: -h shows
+ * the usage on stdout (exit 0); a missing argument (':') or an unknown
+ * option is a usage error. Returns the exit status. */
+int netecho_usage_getopt(const char *cmd, void (*usage)(FILE *f), int c, char **argv);
+
 /* Subcommand entry points: argv[0] is the subcommand name. Return the exit
  * status. */
 int netecho_echo_main(int argc, char **argv);
@@ -62,6 +67,10 @@ int netecho_ms_until(uint64_t deadline);
  * with *ret_peer set to that address. */
 int netecho_tcp_connect(const struct addrinfo *ai, uint64_t deadline, int *ret_fd,
 			union sockaddr_any *ret_peer);
+
+/* How a non-blocking connect() on fd ended, once fd is writable: 0, or
+ * its error (SO_ERROR) as -errno. */
+int netecho_connect_result(int fd);
 
 /* --proxy: the PROXY protocol header (HAProxy's doc/proxy-protocol.txt,
  * SPEC section 10) a client sends first on every TCP connection to a
