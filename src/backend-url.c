@@ -15,18 +15,6 @@
 		return -EINVAL;   \
 	} while (0)
 
-static int
-hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decode p[0..n) with %XX into out (BACKEND_CRED_MAX + 1 bytes). */
 static int
 decode_cred(const char *p, size_t n, char *out, const char *too_long, const char **reterr)

@@ -663,18 +663,6 @@ chat_udp_done(struct chat_udp *u)
 	pthread_mutex_destroy(&u->lock);
 }
 
-static int
-hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static bool
 token_matches(const struct udp_pending *p, const char *s, size_t n)
 {

@@ -162,6 +162,18 @@ sockaddr_equal(const union sockaddr_any *a, const union sockaddr_any *b)
 }
 
 int
+hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
 parse_uint(const char *s, unsigned long max, unsigned long *ret)
 {
 	unsigned long v = 0;

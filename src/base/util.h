@@ -103,5 +103,8 @@ bool sockaddr_equal(const union sockaddr_any *a, const union sockaddr_any *b);
 /* Bytes of the address (4 or 16, IPv4-mapped reduced to 4) into ret, returns family or 0. */
 int sockaddr_addr_bytes(const union sockaddr_any *sa, uint8_t ret[16]);
 
+/* The value of hex digit c (either case), or -1. */
+int hex_value(char c);
+
 /* Parse a decimal unsigned integer; the whole string must be consumed. */
 int parse_uint(const char *s, unsigned long max, unsigned long *ret);

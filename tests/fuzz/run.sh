@@ -69,7 +69,7 @@ sources_of() {
 	chat) echo "chat-proto.c chat-room.c chat-udp.c linebuf.c sanitize.c base/util.c" ;;
 	http) echo "httpreq.c" ;;
 	proxy) echo "proxyproto.c" ;;
-	url) echo "backend-url.c" ;;
+	url) echo "backend-url.c base/util.c" ;;
 	wire) echo "chat-wire.c chat-proto.c base/util.c" ;;
 	*) return 1 ;;
 	esac
