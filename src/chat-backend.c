@@ -591,7 +591,7 @@ run_job(struct chat_backend *b, struct job *j)
 			break;
 		}
 		q->token = j->token;
-		snprintf(q->lname, sizeof(q->lname), "%s", j->name);
+		lower(q->lname, j->name, sizeof(q->lname));
 		break;
 	case JOB_RELEASE:
 		send_release(b, j->name);
@@ -833,14 +833,20 @@ registered(struct chat_backend *b)
 	char k_set[KEY_MAX];
 	bool was = b->ever_up;
 
+	struct job *j;
+
 	b->state = ST_UP;
 	b->backoff = BACKOFF_MIN_USEC;
 	b->ever_up = true;
 	b->down_reported = false;
+	/* Whatever slipped in around the outage is older than hello: SEQ
+	 * order must be send order. Only then may the room publish again. */
+	while ((j = dequeue(b)))
+		job_fail(b, j);
+	publish_own(b, CHAT_WIRE_HELLO);
 	atomic_store(&b->up, true);
 	heartbeat(b);
 	b->ops->up(b->ud, was);
-	publish_own(b, CHAT_WIRE_HELLO);
 	instances_key(b, k_set);
 	(void)redisAsyncCommand(b->cmd, snapshot_list_reply, b, "SMEMBERS %s", k_set);
 }
