@@ -35,6 +35,8 @@
  * the decoder, far bigger ones (over this) cost a reconnect. */
 #define SUB_MAX_REPLY ((size_t)4 << 20)
 #define KEY_MAX 192
+/* Name comparisons one snapshot reply may cost for its leaves. */
+#define SNAPSHOT_WORK_MAX (UINT64_C(1) << 22)
 
 /* Take the name when it is free or ours already; keep the members hash in
  * step. KEYS: name key, members hash. ARGV: INST, HOST, ttl ms, NAME. */
@@ -748,7 +750,8 @@ snapshot_reply(redisAsyncContext *ac, void *reply, void *privdata)
 		goto out;
 	for (size_t i = 0; i + 1 < r->elements && i / 2 < b->s.max_remote_members; i += 2)
 		snapshot_member(b, p, r->element[i], r->element[i + 1]);
-	if (p->live == q->live)
+	/* The reconcile is quadratic: only for tables of a sane size. */
+	if (p->live == q->live && (uint64_t)p->n_members * (r->elements / 2) <= SNAPSHOT_WORK_MAX)
 		snapshot_leaves(b, p, r);
 out:
 	free(q);

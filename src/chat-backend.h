@@ -57,7 +57,28 @@
  * name it already has from that instance as a no-op. Everything read from
  * Redis (messages, set members, hash fields) goes through
  * chat_wire_decode() before the room sees it; the remote state we keep is
- * bounded (max_instances, oldest evicted; max_remote_members). */
+ * bounded (max_instances, oldest evicted; max_remote_members).
+ *
+ * Ordering: every event we publish (hello and bye included) takes its
+ * SEQ under the queue's lock and goes out on one connection in queue
+ * order, so the receivers' "SEQ must grow" check never drops a good one.
+ * Whatever is queued when the connection drops is lost (SPEC: "messages
+ * sent while disconnected are lost"); so is a release (the key then
+ * expires after the key ttl).
+ *
+ * Deviations from the design sketch: down() carries the error and a
+ * reason, so that the caller can log the one warning per outage itself
+ * (helper modules stay silent above debug); lost instances are reported
+ * from what this backend learned, not from the dead instance's members
+ * hash (which a faster instance may already have let expire), and the
+ * backend names no instance lost that it never heard a member of.
+ *
+ * Known limits: an instance stalled longer than the key ttl while its
+ * connection survives (SIGSTOP) is declared lost by the others without
+ * being told; its heartbeat takes its names back where they are still
+ * free. A live leave that races the snapshot read of the same instance
+ * is handled (the snapshot's leaves are skipped for that instance), a
+ * live join is not needed (joins are idempotent for the room). */
 
 struct backend_url;
 struct chat_backend;
