@@ -795,9 +795,24 @@ instances_key(const struct chat_backend *b, char k[KEY_MAX])
 
 static void heartbeat_cb(struct loop *l, struct loop_timer *t, void *userdata);
 
+/* Our inst key gone while we stayed connected (we stalled past the key
+ * ttl, or someone deleted it): the others have announced our members
+ * lost. Start over as after an outage, so that the room claims and
+ * announces them again. */
+static void
+alive_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct chat_backend *b = privdata;
+	redisReply *r = reply;
+
+	(void)ac;
+	if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0 && b->state == ST_UP)
+		fail(b, -ETIMEDOUT, "our heartbeat key expired: presumed lost");
+}
+
 /* Our keys, our names refreshed, and the check for lost instances. */
 static void
-heartbeat(struct chat_backend *b)
+heartbeat(struct chat_backend *b, bool first)
 {
 	char k_inst[KEY_MAX], k_set[KEY_MAX], k_members[KEY_MAX], now[32];
 	uint64_t ttl = b->s.key_ttl_usec / USEC_PER_MSEC;
@@ -806,6 +821,8 @@ heartbeat(struct chat_backend *b)
 	key(b, k_members, "members", b->instance);
 	instances_key(b, k_set);
 	snprintf(now, sizeof(now), "%" PRIu64, realtime_usec() / USEC_PER_SEC);
+	if (!first)
+		(void)redisAsyncCommand(b->cmd, alive_reply, b, "EXISTS %s", k_inst);
 	(void)redisAsyncCommand(b->cmd, NULL, NULL, "SET %s %s PX %" PRIu64, k_inst, now, ttl);
 	(void)redisAsyncCommand(b->cmd, NULL, NULL, "SADD %s %s", k_set, b->instance);
 	(void)redisAsyncCommand(b->cmd, NULL, NULL, "PEXPIRE %s %" PRIu64, k_members, ttl);
@@ -827,7 +844,7 @@ heartbeat_cb(struct loop *l, struct loop_timer *t, void *userdata)
 	(void)l;
 	(void)t;
 	if (b->state == ST_UP)
-		heartbeat(b);
+		heartbeat(b, false);
 }
 
 static void
@@ -848,7 +865,7 @@ registered(struct chat_backend *b)
 		job_fail(b, j);
 	publish_own(b, CHAT_WIRE_HELLO);
 	atomic_store(&b->up, true);
-	heartbeat(b);
+	heartbeat(b, true);
 	b->ops->up(b->ud, was);
 	instances_key(b, k_set);
 	(void)redisAsyncCommand(b->cmd, snapshot_list_reply, b, "SMEMBERS %s", k_set);

@@ -73,10 +73,12 @@
  * hash (which a faster instance may already have let expire), and the
  * backend names no instance lost that it never heard a member of.
  *
- * Known limits: an instance stalled longer than the key ttl while its
- * connection survives (SIGSTOP) is declared lost by the others without
- * being told; its heartbeat takes its names back where they are still
- * free. A live leave that races the snapshot read of the same instance
+ * An instance that finds its own inst key gone at a heartbeat (it
+ * stalled past the key ttl, so the others announced its members lost)
+ * starts over as after an outage: down(-ETIMEDOUT), then
+ * up(reconnected), and the room claims and announces its members again.
+ *
+ * Known limits: a live leave that races the snapshot read of the same instance
  * is handled (the snapshot's leaves are skipped for that instance), a
  * live join is not needed (joins are idempotent for the room). */
 

@@ -50,6 +50,7 @@ struct rec {
 	pthread_mutex_t m;
 	pthread_cond_t c;
 	int ups, ups_reconnected, downs;
+	char down_reason[128];
 	int n_claims, claim_result[8];
 	uint64_t claim_token[8];
 	struct rec_event ev[MAX_EVENTS];
@@ -88,6 +89,7 @@ on_down(void *ud, int error, const char *reason)
 	ck_assert_ptr_nonnull(reason);
 	pthread_mutex_lock(&r->m);
 	r->downs++;
+	snprintf(r->down_reason, sizeof(r->down_reason), "%s", reason);
 	pthread_cond_broadcast(&r->c);
 	pthread_mutex_unlock(&r->m);
 }
@@ -227,7 +229,7 @@ setup(void)
 	char s[64];
 
 	(void)signal(SIGPIPE, SIG_IGN);
-	srv = (struct hredis){ 0 };
+	srv = (struct hredis){ .unix_socket = true };
 	ck_assert_int_eq(harness_redis_start(&srv), 0);
 	snprintf(s, sizeof(s), "redis://127.0.0.1:%u", srv.port);
 	ck_assert_int_eq(backend_url_parse(s, &url, NULL), 0);
@@ -489,6 +491,101 @@ START_TEST(a_dead_instance_is_reported_lost)
 }
 END_TEST
 
+START_TEST(an_instance_presumed_lost_starts_over)
+{
+	struct rec a;
+	redisContext *c;
+	redisReply *r;
+	char k[128];
+
+	start_up(&a);
+	snprintf(k, sizeof(k), "netechod:room:%s:inst:%s", ROOM, chat_backend_instance(a.b));
+	c = plain();
+	r = redisCommand(c, "DEL %s", k);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(r->integer, 1);
+	freeReplyObject(r);
+	redisFree(c);
+	ASSERT_WAIT(&a, a.downs == 1, WAIT_MS, "down");
+	ASSERT_WAIT(&a, a.ups_reconnected == 1, WAIT_MS, "up again");
+	stop(&a);
+}
+END_TEST
+
+static void
+plain_command(redisContext *c, const char *cmd)
+{
+	redisReply *r = redisCommand(c, cmd);
+
+	ck_assert_ptr_nonnull(r);
+	ck_assert_msg(r->type != REDIS_REPLY_ERROR, "%s: %s", cmd, r->str);
+	freeReplyObject(r);
+}
+
+/* AUTH with a user, SELECT, over the unix socket; a wrong password is
+ * one down whose reason does not hold the password. */
+START_TEST(auth_and_select_over_the_unix_socket)
+{
+	struct chat_backend_settings s = fast_settings();
+	struct backend_url good, bad;
+	struct rec a, b;
+	redisContext *c;
+	redisReply *r;
+	char u[256];
+
+	c = plain();
+	plain_command(c, "ACL SETUSER bob on >s3cret ~* &* +@all");
+	/* unix: has no credentials: before the default user needs any. */
+	ck_assert_int_eq(strlen(srv.unix_path) + 16 < sizeof(u), 1);
+	ck_assert_int_eq(snprintf(u, sizeof(u), "unix:%.200s?db=2", srv.unix_path) > 0, 1);
+	ck_assert_int_eq(backend_url_parse(u, &good, NULL), 0);
+	s.url = &good;
+	start_with(&a, &s);
+	ASSERT_WAIT(&a, a.ups == 1, WAIT_MS, "up over the unix socket");
+	ck_assert_int_eq(chat_backend_claim(a.b, "eve", "192.0.2.5", 1), 0);
+	ASSERT_WAIT(&a, a.n_claims == 1, WAIT_MS, "claim over the unix socket");
+	ck_assert_int_eq(a.claim_result[0], 0);
+	plain_command(c, "SELECT 2");
+	r = redisCommand(c, "EXISTS netechod:room:%s:name:eve", ROOM);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(r->integer, 1);
+	freeReplyObject(r);
+	stop(&a);
+	plain_command(c, "CONFIG SET requirepass s3cret");
+	snprintf(u, sizeof(u), "redis://bob:wrongpw@127.0.0.1:%u/3", srv.port);
+	ck_assert_int_eq(backend_url_parse(u, &bad, NULL), 0);
+	s.url = &bad;
+	start_with(&b, &s);
+	ASSERT_WAIT(&b, b.downs == 1, WAIT_MS, "down for a wrong password");
+	ck_assert_int_eq(b.ups, 0);
+	ck_assert_msg(strstr(b.down_reason, "WRONGPASS"), "reason: %s", b.down_reason);
+	ck_assert_ptr_null(strstr(b.down_reason, "wrongpw"));
+	stop(&b);
+	snprintf(u, sizeof(u), "redis://bob:s3cret@127.0.0.1:%u/3", srv.port);
+	ck_assert_int_eq(backend_url_parse(u, &good, NULL), 0);
+	s.url = &good;
+	start_with(&a, &s);
+	ASSERT_WAIT(&a, a.ups == 1, WAIT_MS, "up with user and password");
+	ck_assert_int_eq(chat_backend_claim(a.b, "dora", "192.0.2.4", 1), 0);
+	ASSERT_WAIT(&a, a.n_claims == 1, WAIT_MS, "claim");
+	ck_assert_int_eq(a.claim_result[0], 0);
+	plain_command(c, "AUTH bob s3cret");
+	plain_command(c, "SELECT 3");
+	r = redisCommand(c, "GET netechod:room:%s:name:dora", ROOM);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+	ck_assert_str_eq(r->str + CHAT_WIRE_INSTANCE_LEN + 1, "192.0.2.4");
+	freeReplyObject(r);
+	stop(&a);
+	/* Stopped with bye: our keys are gone. */
+	r = redisCommand(c, "EXISTS netechod:room:%s:name:dora", ROOM);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(r->integer, 0);
+	freeReplyObject(r);
+	redisFree(c);
+}
+END_TEST
+
 /* ---- untrusted input ---- */
 
 START_TEST(garbage_on_the_room_channel_is_dropped)
@@ -551,10 +648,14 @@ START_TEST(a_stopped_server_never_blocks_the_room)
 	int refused = 0;
 
 	s.queue_max = 64;
-	s.command_timeout_usec = 10 * USEC_PER_SEC; /* stays "up" while stopped */
+	/* Nobody times out or expires while the server is stopped: b and a2
+	 * must stay up for the check after it. */
+	s.command_timeout_usec = 10 * USEC_PER_SEC;
+	s.key_ttl_usec = 10 * USEC_PER_SEC;
 	start_with(&a, &s);
 	ASSERT_WAIT(&a, a.ups == 1, WAIT_MS, "up");
-	start_up(&b);
+	start_with(&b, &s);
+	ASSERT_WAIT(&b, b.ups == 1, WAIT_MS, "up");
 	memset(text, 'y', sizeof(text));
 	ck_assert_int_eq(harness_redis_signal(&srv, SIGSTOP), 0);
 	for (int i = 0; i < 5000; i++) {
@@ -575,7 +676,9 @@ START_TEST(a_stopped_server_never_blocks_the_room)
 	stop(&a);
 	ck_assert_uint_lt(now_usec() - t0, 3 * USEC_PER_SEC);
 	ck_assert_int_eq(harness_redis_signal(&srv, SIGCONT), 0);
-	start_up(&a2);
+	start_with(&a2, &s);
+	ASSERT_WAIT(&a2, a2.ups == 1, WAIT_MS, "up");
+	ck_assert_int_eq(b.downs, 0);
 	ck_assert_int_eq(chat_backend_publish(a2.b, CHAT_WIRE_MSG, "amy", NULL, "after", 5), 0);
 	ASSERT_WAIT(&b, count_ev(&b, CHAT_WIRE_MSG, "amy", "after") == 1, 10000, "after");
 	stop(&a2);
@@ -601,6 +704,7 @@ chat_backend_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, TCASE_TIMEOUT);
 	tcase_add_test(tc, a_name_is_claimed_once_in_the_room);
+	tcase_add_test(tc, auth_and_select_over_the_unix_socket);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("outages");
@@ -609,6 +713,7 @@ chat_backend_suite(void)
 	tcase_add_test(tc, killed_server_means_one_down_then_up_reconnected);
 	tcase_add_test(tc, no_server_at_start_means_down_then_up);
 	tcase_add_test(tc, a_dead_instance_is_reported_lost);
+	tcase_add_test(tc, an_instance_presumed_lost_starts_over);
 	tcase_add_test(tc, a_stopped_server_never_blocks_the_room);
 	suite_add_tcase(s, tc);
 	return s;
