@@ -1127,26 +1127,32 @@ static void
 process_queue(struct chat_backend *b)
 {
 	struct job *j;
-	bool stopping;
+	bool stopping, full = false;
 
 	if (b->state == ST_CONNECTING && b->cmd_ready && b->sub_count == 2)
 		registered(b);
+	pthread_mutex_lock(&b->lock);
+	stopping = b->stopping;
+	pthread_mutex_unlock(&b->lock);
 	for (;;) {
-		if (b->state == ST_UP && b->cmd && redis_loop_queued(b->cmd) >= OUT_MAX) {
-			loop_timer_set(b->loop, &b->kick_timer, now_usec() + KICK_USEC, kick_cb, b);
-			return;
+		if (!full && b->state == ST_UP && b->cmd && redis_loop_queued(b->cmd) >= OUT_MAX) {
+			/* Stopping must not wait for a server that does not read:
+			 * what hiredis cannot take now is dropped. */
+			if (!stopping) {
+				loop_timer_set(b->loop, &b->kick_timer, now_usec() + KICK_USEC,
+					       kick_cb, b);
+				return;
+			}
+			full = true;
 		}
 		j = dequeue(b);
 		if (!j)
 			break;
-		if (b->state == ST_UP && b->cmd)
+		if (b->state == ST_UP && b->cmd && !full)
 			run_job(b, j);
 		else
 			job_fail(b, j);
 	}
-	pthread_mutex_lock(&b->lock);
-	stopping = b->stopping;
-	pthread_mutex_unlock(&b->lock);
 	if (stopping && !b->stop_begun)
 		begin_stop(b);
 }
@@ -1422,9 +1428,11 @@ chat_backend_release(struct chat_backend *b, const char *name)
 	pthread_mutex_lock(&b->lock);
 	i = name_find(b, lname);
 	if (i >= 0) {
+		/* The members hash has the name as claimed, whatever its case now. */
+		if (j)
+			snprintf(j->name, sizeof(j->name), "%s", b->names[i].name);
 		name_remove_at(b, (size_t)i);
 		if (j) {
-			snprintf(j->name, sizeof(j->name), "%s", name);
 			if (enqueue_locked(b, TAKE_PTR(j), false) < 0)
 				log_debug("chat backend %s: cannot wake the thread", b->instance);
 		}

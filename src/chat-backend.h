@@ -17,6 +17,8 @@
  * every other call from any thread. The ops run ON THE BACKEND THREAD,
  * never with a lock of ours held: the room takes its own lock in them and
  * may call any chat_backend_*() function there except chat_backend_stop().
+ * So chat_backend_stop() must never be called with that lock held: it
+ * waits for the thread, which may be waiting for the lock in an op.
  *
  * Redis layout (Redis 6 or later; every key and channel starts with
  * "netechod:"; ROOM is the `room` setting, INST an instance id, 16 hex
