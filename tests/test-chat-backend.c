@@ -383,6 +383,34 @@ START_TEST(a_name_is_claimed_once_in_the_room)
 }
 END_TEST
 
+START_TEST(a_release_overtaking_its_claim_frees_the_name)
+{
+	struct rec a, b;
+
+	start_up(&a);
+	start_up(&b);
+	ck_assert_int_eq(chat_backend_claim(a.b, "fay", "192.0.2.6", 1), 0);
+	chat_backend_release(a.b, "FAY");
+	ASSERT_WAIT(&a, a.n_claims == 1, WAIT_MS, "claim");
+	/* Whatever the claim said, the name is free again: a's release goes
+	 * out on the same connection before this barrier's claim. */
+	ck_assert_int_eq(chat_backend_claim(a.b, "gus", "192.0.2.6", 2), 0);
+	ASSERT_WAIT(&a, a.n_claims == 2, WAIT_MS, "barrier claim");
+	ck_assert_int_eq(chat_backend_claim(b.b, "fay", "192.0.2.7", 3), 0);
+	ASSERT_WAIT(&b, b.n_claims == 1, WAIT_MS, "claim at b");
+	ck_assert_int_eq(b.claim_result[0], 0);
+	ck_assert_int_eq(chat_backend_publish(a.b, CHAT_WIRE_PRIVMSG, "fay", "gus", "x", 1),
+			 -EINVAL);
+	ck_assert_int_eq(chat_backend_publish(a.b, CHAT_WIRE_HELLO, NULL, NULL, NULL, 0), -EINVAL);
+	ck_assert_int_eq(chat_backend_privmsg(a.b, "not-an-instance", "gus", "fay", "x", 1),
+			 -EINVAL);
+	ck_assert_int_eq(chat_backend_publish(a.b, CHAT_WIRE_MSG, "bad name", NULL, "x", 1),
+			 -EINVAL);
+	stop(&a);
+	stop(&b);
+}
+END_TEST
+
 /* ---- outages ---- */
 
 START_TEST(killed_server_means_one_down_then_up_reconnected)
@@ -642,6 +670,42 @@ START_TEST(garbage_on_the_room_channel_is_dropped)
 }
 END_TEST
 
+/* With room for 4 senders, 40 forged ones evict the first: its SEQ is
+ * forgotten (a replay is taken again) and nothing grows. */
+START_TEST(the_sender_table_stays_bounded)
+{
+	struct chat_backend_settings s = fast_settings();
+	struct chat_backend_stats st;
+	struct rec b;
+	redisContext *c;
+	char line[128];
+	const char *ch = "netechod:room:" ROOM;
+
+	s.max_instances = 4;
+	start_with(&b, &s);
+	ASSERT_WAIT(&b, b.ups == 1, WAIT_MS, "up");
+	c = plain();
+	plain_publish(c, ch, "v1 00000000000000aa 5 msg zed first", 35);
+	plain_publish(c, ch, "v1 00000000000000aa 5 msg zed first", 35);
+	for (int i = 0; i < 40; i++) {
+		int n = snprintf(line, sizeof(line), "v1 %016x 1 msg x%d y", 0x1000 + i, i);
+
+		plain_publish(c, ch, line, (size_t)n);
+	}
+	plain_publish(c, ch, "v1 00000000000000aa 5 msg zed first", 35);
+	plain_publish(c, ch, "v1 00000000000000bb 1 msg zed end", 33);
+	redisFree(c);
+	ASSERT_WAIT(&b, count_ev(&b, CHAT_WIRE_MSG, "zed", "end") == 1, WAIT_MS, "end");
+	pthread_mutex_lock(&b.m);
+	ck_assert_int_eq(count_ev(&b, CHAT_WIRE_MSG, "zed", "first"), 2);
+	pthread_mutex_unlock(&b.m);
+	chat_backend_get_stats(b.b, &st);
+	ck_assert_uint_eq(st.stale, 1);
+	ck_assert_uint_eq(st.received, 43);
+	stop(&b);
+}
+END_TEST
+
 START_TEST(a_stopped_server_never_blocks_the_room)
 {
 	struct chat_backend_settings s = fast_settings();
@@ -704,6 +768,7 @@ chat_backend_suite(void)
 	tcase_add_test(tc, events_reach_the_others_once_and_never_the_sender);
 	tcase_add_test(tc, five_hundred_messages_arrive_in_order);
 	tcase_add_test(tc, garbage_on_the_room_channel_is_dropped);
+	tcase_add_test(tc, the_sender_table_stays_bounded);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("names");
@@ -711,6 +776,7 @@ chat_backend_suite(void)
 	tcase_set_timeout(tc, TCASE_TIMEOUT);
 	tcase_add_test(tc, a_name_is_claimed_once_in_the_room);
 	tcase_add_test(tc, auth_and_select_over_the_unix_socket);
+	tcase_add_test(tc, a_release_overtaking_its_claim_frees_the_name);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("outages");
