@@ -1,3 +1,4 @@
+#include <string.h>
 #include <sys/mman.h>
 
 #include "backend-url.h"
@@ -77,9 +78,10 @@ backend_state(void *ud, bool up, int error, const char *reason)
 		log_listener(LOG_INFO, l->cfg.name, NULL, "backend %s up, room '%s'", url,
 			     l->cfg.room);
 	else
-		log_full_errno(LOG_WARNING, error, l->cfg.name, NULL,
-			       "backend %s unreachable (%s); the room serves local members only, retrying",
-			       url, reason ? reason : "no reason given");
+		/* The reason says more than strerror(error) ("NOAUTH ..."). */
+		log_listener(LOG_WARNING, l->cfg.name, NULL,
+			     "backend %s unreachable (%s); the room serves local members only, retrying",
+			     url, reason && *reason ? reason : strerror(-error));
 }
 
 static int

@@ -27,6 +27,8 @@
 static struct hredis rs;
 static struct hdaemon inst[N_INST];
 static struct hl_listener lst[N_INST];
+/* Instance 0 may also serve metrics. */
+static struct hl_listener lst0[2];
 static char extra[N_INST][256];
 static bool started[N_INST];
 
@@ -57,9 +59,10 @@ teardown(void)
 	(void)harness_redis_stop(&rs);
 }
 
-/* Instance i: one chat listener "iI" with model, in room "hall". */
+/* Instance i: one chat listener "a", "b" or "c" with model, in room
+ * "hall"; instance 0 with a metrics listener too when metrics. */
 static void
-start_inst_nowait(int i, const char *model)
+start_inst_full(int i, const char *model, bool metrics)
 {
 	static const char *const names[N_INST] = { "a", "b", "c" };
 	int r;
@@ -69,9 +72,40 @@ start_inst_nowait(int i, const char *model)
 	lst[i] = (struct hl_listener){ .name = names[i], .protocol = "tcp", .model = model,
 				       .service = "chat", .extra = extra[i] };
 	inst[i] = (struct hdaemon){ 0 };
-	r = harness_start(&inst[i], &lst[i], 1, "log_level = \"info\";");
+	if (metrics) {
+		lst0[0] = lst[i];
+		lst0[1] = (struct hl_listener){ .name = "metrics", .protocol = "tcp",
+						.model = "poll", .service = "metrics" };
+		r = harness_start(&inst[i], lst0, 2, "log_level = \"info\";");
+		lst[i].port = lst0[0].port;
+	} else
+		r = harness_start(&inst[i], &lst[i], 1, "log_level = \"info\";");
 	ck_assert_msg(r == 0, "instance %d (%s) did not start: %d", i, model, r);
 	started[i] = true;
+}
+
+static void
+start_inst_nowait(int i, const char *model)
+{
+	start_inst_full(i, model, false);
+}
+
+/* GET /metrics from instance 0: does the body hold want? */
+static bool
+metrics_have(const char *want)
+{
+	static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+	int fd = harness_tcp_connect(lst0[1].port);
+	char *body = NULL;
+	bool found;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(harness_send_all(fd, req, sizeof(req) - 1, IO_MS), 0);
+	ck_assert_int_ge(harness_recv_until_eof(fd, &body, 1 << 20, IO_MS), 0);
+	close(fd);
+	found = strstr(body, want) != NULL;
+	free(body);
+	return found;
 }
 
 /* ... and wait until its backend is up. */
@@ -396,11 +430,18 @@ END_TEST
 START_TEST(backend_started_without_redis)
 {
 	struct conn *c;
+	int down;
 
 	ck_assert_int_eq(harness_free_port(SOCK_STREAM, "127.0.0.1", &rs.port), 0);
-	start_inst_nowait(0, "poll");
+	start_inst_full(0, "poll", true);
 	ck_assert_msg(harness_wait_log(&inst[0], "unreachable", RECONNECT_MS),
 		      "a: no warning about the missing backend");
+	/* The outage shows in STATUS= and netechod_backend_up (SPEC 12). */
+	down = harness_wait_notify_from(&inst[0], "STATUS=2 listeners, 0 clients; backend of a down",
+					0, RECONNECT_MS);
+	ck_assert_msg(down >= 0, "a: STATUS= never showed the outage");
+	ck_assert(metrics_have("netechod_backend_up{listener=\"a\"} 0\n"));
+	ck_assert(!metrics_have("netechod_backend_up{listener=\"metrics\"}"));
 	c = connect_to(0);
 	expect_refused(c, "early", "! room unavailable, try again later");
 	conn_free(c);
@@ -408,6 +449,10 @@ START_TEST(backend_started_without_redis)
 	ck_assert_int_eq(harness_redis_start(&rs), 0);
 	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
 		      "a: backend never came up");
+	ck_assert(metrics_have("netechod_backend_up{listener=\"a\"} 1\n"));
+	ck_assert_msg(harness_wait_notify_from(&inst[0], "STATUS=2 listeners, 0 clients",
+					       (size_t)down + 1, RECONNECT_MS) >= 0,
+		      "a: STATUS= never showed the backend back");
 	c = join(0, "alice", 1);
 	conn_free(c);
 }
