@@ -21,6 +21,8 @@
 #define IO_MS HARNESS_IO_TIMEOUT_MS
 /* The backend retries at most 5 s apart (SPEC 12); give it twice that. */
 #define RECONNECT_MS 15000
+/* Lost within 40 s (SPEC 12), and some slack. */
+#define LOST_MS 45000
 #define HOST "127.0.0.1"
 #define N_INST 3
 
@@ -458,6 +460,42 @@ START_TEST(backend_started_without_redis)
 }
 END_TEST
 
+/* An instance that stalls past the key ttl is lost to the others (SPEC 12:
+ * within 40 s); its name may be taken meanwhile, and when it comes back
+ * its member becomes NAME-2. */
+START_TEST(backend_lost_instance_and_name_taken_meanwhile)
+{
+	struct conn *alice, *bob, *other;
+	pid_t handler;
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst(0, "epoll");
+	start_inst(1, "thread");
+	alice = join(0, "alice", 1);
+	bob = join(1, "bob", 2);
+	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+
+	handler = harness_handler_pid(inst[0].pid, "tcp", lst[0].port);
+	ck_assert_int_gt(handler, 0);
+	ck_assert_int_eq(kill(handler, SIGSTOP), 0);
+	expect_soon(bob, "bob", "* alice left (instance lost); 1 online", LOST_MS);
+	other = join(1, "alice", 2);
+	expect_next(bob, "bob", "* alice@" HOST " joined; 2 online");
+	ck_assert_int_eq(kill(handler, SIGCONT), 0);
+
+	expect_soon(alice, "alice", "* reconnected; messages sent while disconnected are lost",
+		    RECONNECT_MS);
+	expect_soon(alice, "alice", "* you are now alice-2", RECONNECT_MS);
+	expect_soon(bob, "bob", "* alice-2@" HOST " joined; 3 online", RECONNECT_MS);
+	say(alice, "back");
+	expect_soon(bob, "bob", "<alice-2> back", IO_MS);
+	expect_soon(other, "other", "<alice-2> back", IO_MS);
+	conn_free(alice);
+	conn_free(bob);
+	conn_free(other);
+}
+END_TEST
+
 static Suite *
 chat_backend_net_suite(void)
 {
@@ -482,6 +520,12 @@ chat_backend_net_suite(void)
 	tcase_set_timeout(tc, TCASE_TIMEOUT);
 	tcase_add_test(tc, backend_outage_and_reconnect);
 	tcase_add_test(tc, backend_started_without_redis);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("lost");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tcase_add_test(tc, backend_lost_instance_and_name_taken_meanwhile);
 	suite_add_tcase(s, tc);
 	return s;
 }
