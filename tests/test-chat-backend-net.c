@@ -64,13 +64,13 @@ teardown(void)
 /* Instance i: one chat listener "a", "b" or "c" with model, in room
  * "hall"; instance 0 with a metrics listener too when metrics. */
 static void
-start_inst_full(int i, const char *model, bool metrics)
+start_inst_more(int i, const char *model, bool metrics, const char *more)
 {
 	static const char *const names[N_INST] = { "a", "b", "c" };
 	int r;
 
 	snprintf(extra[i], sizeof(extra[i]),
-		 "backend = \"redis://127.0.0.1:%u\"; room = \"hall\";", rs.port);
+		 "backend = \"redis://127.0.0.1:%u\"; room = \"hall\"; %s", rs.port, more);
 	lst[i] = (struct hl_listener){ .name = names[i], .protocol = "tcp", .model = model,
 				       .service = "chat", .extra = extra[i] };
 	inst[i] = (struct hdaemon){ 0 };
@@ -84,6 +84,12 @@ start_inst_full(int i, const char *model, bool metrics)
 		r = harness_start(&inst[i], &lst[i], 1, "log_level = \"info\";");
 	ck_assert_msg(r == 0, "instance %d (%s) did not start: %d", i, model, r);
 	started[i] = true;
+}
+
+static void
+start_inst_full(int i, const char *model, bool metrics)
+{
+	start_inst_more(i, model, metrics, "");
 }
 
 static void
@@ -234,6 +240,29 @@ expect_quiet(struct conn *c, const char *who, unsigned online)
 		ck_assert_msg(strncmp(line, want, strlen(want)) == 0,
 			      "%s: expected '%s...', got '%s'", who, want, line);
 	}
+}
+
+/* Ask /who until its answer is want: after an outage the instances learn
+ * of each other again in their own time (a member heard as lost comes
+ * back with a join). Bounded by timeout_ms. */
+static void
+who_until(struct conn *c, const char *who, const char *want, int timeout_ms)
+{
+	uint64_t end = now_usec() + (uint64_t)timeout_ms * 1000;
+	char line[8192] = "";
+
+	while (now_usec() < end) {
+		int r;
+
+		say(c, "/who");
+		do
+			r = read_line(c, line, sizeof(line), IO_MS);
+		while (r == 0 && strstr(line, " online: ") == NULL);
+		ck_assert_msg(r == 0, "%s: no answer to /who (%d)", who, r);
+		if (strcmp(line, want) == 0)
+			return;
+	}
+	ck_abort_msg("%s: /who never said '%s'; last '%s'", who, want, line);
 }
 
 /* The connection gets line, then is closed. */
@@ -414,8 +443,8 @@ START_TEST(backend_outage_and_reconnect)
 	/* Both registered again: the room works across instances again. */
 	say(alice, "after the outage");
 	expect_soon(bob, "bob", "<alice> after the outage", IO_MS);
-	say(bob, "/who");
-	expect_soon(bob, "bob", "* 2 online: bob@" HOST ", alice@" HOST, IO_MS);
+	who_until(bob, "bob", "* 2 online: bob@" HOST ", alice@" HOST, RECONNECT_MS);
+	who_until(alice, "alice", "* 2 online: alice@" HOST ", bob@" HOST, RECONNECT_MS);
 	{
 		char *log = harness_log_read(&inst[0]);
 		const char *p = log ? strstr(log, "unreachable") : NULL;
@@ -496,6 +525,42 @@ START_TEST(backend_lost_instance_and_name_taken_meanwhile)
 }
 END_TEST
 
+/* Every model's transport delivers what the backend thread hands it. */
+static const struct model_case {
+	const char *model;
+	const char *more;
+} model_cases[] = {
+	{ "fork", "" },  { "thread", "" }, { "select", "" },
+	{ "poll", "" },  { "epoll", "" },  { "epoll", "workers = 2;" },
+};
+
+START_TEST(backend_every_model_talks_both_ways)
+{
+	const struct model_case *mc = &model_cases[_i];
+	struct conn *alice, *bob;
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst_more(0, mc->model, false, mc->more);
+	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
+		      "%s %s: backend never came up", mc->model, mc->more);
+	start_inst(1, "epoll");
+	alice = join(0, "alice", 1);
+	bob = join(1, "bob", 2);
+	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+	say(bob, "to a");
+	expect_next(alice, "alice", "<bob> to a");
+	say(alice, "to b");
+	expect_next(bob, "bob", "<alice> to b");
+	say(bob, "/msg alice secret");
+	expect_next(alice, "alice", "<bob> (private) secret");
+	say(alice, "/who");
+	expect_next(alice, "alice", "* 2 online: alice@" HOST ", bob@" HOST);
+	conn_free(bob);
+	expect_next(alice, "alice", "* bob left; 1 online");
+	conn_free(alice);
+}
+END_TEST
+
 static Suite *
 chat_backend_net_suite(void)
 {
@@ -507,6 +572,12 @@ chat_backend_net_suite(void)
 	tcase_set_timeout(tc, TCASE_TIMEOUT);
 	tcase_add_test(tc, backend_one_room_across_models);
 	tcase_add_test(tc, backend_lines_arrive_in_order);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("models");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tcase_add_loop_test(tc, backend_every_model_talks_both_ways, 0, ELEMENTSOF(model_cases));
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("stop");
