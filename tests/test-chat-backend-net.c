@@ -344,6 +344,19 @@ START_TEST(backend_one_room_across_models)
 	expect_next(alice, "alice", "* dave left; 2 online");
 	expect_next(carol, "carol", "* dave left; 2 online");
 
+	/* A name and a line in one write: the line waits for the claim. */
+	dave = connect_to(1);
+	expect_soon(dave, "dave", "* welcome to b (2 online)", IO_MS);
+	ck_assert_int_eq(harness_send_all(dave->fd, "dave\nfirst words\n", 17, IO_MS), 0);
+	expect_next(dave, "dave", "* you are dave@" HOST "; 3 online");
+	expect_next(alice, "alice", "* dave@" HOST " joined; 3 online");
+	expect_next(alice, "alice", "<dave> first words");
+	expect_next(carol, "carol", "* dave@" HOST " joined; 3 online");
+	expect_next(carol, "carol", "<dave> first words");
+	conn_free(dave);
+	expect_next(alice, "alice", "* dave left; 2 online");
+	expect_next(carol, "carol", "* dave left; 2 online");
+
 	/* Text from elsewhere is sanitized again: controls never arrive. */
 	say(carol, "tab\there");
 	expect_next(alice, "alice", "<carla> tab\there");
@@ -525,6 +538,31 @@ START_TEST(backend_lost_instance_and_name_taken_meanwhile)
 }
 END_TEST
 
+/* The password is never logged: the warning shows the URL redacted. */
+START_TEST(backend_password_stays_out_of_the_log)
+{
+	char *log;
+	int r;
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	/* The server has no password: AUTH fails, the backend is down. */
+	snprintf(extra[0], sizeof(extra[0]),
+		 "backend = \"redis://:s3cr3t-pw@127.0.0.1:%u/0\";", rs.port);
+	lst[0] = (struct hl_listener){ .name = "a", .protocol = "tcp", .model = "poll",
+				       .service = "chat", .extra = extra[0] };
+	inst[0] = (struct hdaemon){ 0 };
+	r = harness_start(&inst[0], &lst[0], 1, "log_level = \"debug\";");
+	ck_assert_int_eq(r, 0);
+	started[0] = true;
+	ck_assert_msg(harness_wait_log(&inst[0], "backend redis://:***@127.0.0.1:", RECONNECT_MS),
+		      "no warning with the redacted URL");
+	log = harness_log_read(&inst[0]);
+	ck_assert_ptr_nonnull(log);
+	ck_assert_msg(!strstr(log, "s3cr3t-pw"), "the password is in the log:\n%s", log);
+	free(log);
+}
+END_TEST
+
 /* Every model's transport delivers what the backend thread hands it. */
 static const struct model_case {
 	const char *model;
@@ -591,6 +629,7 @@ chat_backend_net_suite(void)
 	tcase_set_timeout(tc, TCASE_TIMEOUT);
 	tcase_add_test(tc, backend_outage_and_reconnect);
 	tcase_add_test(tc, backend_started_without_redis);
+	tcase_add_test(tc, backend_password_stays_out_of_the_log);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("lost");
