@@ -118,6 +118,9 @@ struct chat_room {
 	 * in rsan/rout, large enough for any line the wire carries. */
 	struct chat_backend *backend;
 	bool backend_up;
+	/* The backend said up or down once: until then a newcomer's name
+	 * waits for its first connection (token 0), not refused. */
+	bool backend_known;
 	bool leaves_sent; /* our members' leaves are published (stopping) */
 	uint64_t next_token;
 	const char *quit_reason; /* of the /quit being handled */
@@ -358,7 +361,7 @@ unclaim(struct chat_room *r, struct chat_member *m)
 	if (!m->claiming)
 		return;
 	m->claiming = false;
-	if (r->backend)
+	if (r->backend && m->token != 0)
 		chat_backend_release(r->backend, m->claim_name);
 	free(m->held);
 	m->held = NULL;
@@ -373,6 +376,12 @@ claim(struct chat_room *r, struct chat_member *m, const char *name)
 	uint64_t token = ++r->next_token;
 	int k;
 
+	if (!r->backend_up && !r->backend_known && m->state == MEMBER_UNNAMED) {
+		m->claiming = true;
+		m->token = 0;
+		snprintf(m->claim_name, sizeof(m->claim_name), "%s", name);
+		return 0;
+	}
 	if (!r->backend_up)
 		return -ENOTCONN;
 	k = chat_backend_claim(r->backend, name, m->host, token);
@@ -804,6 +813,33 @@ b_claim_done(void *ud, uint64_t token, int result)
 	pthread_mutex_unlock(&r->lock);
 }
 
+/* Names given before the backend's first word: claimed now that it is
+ * up, or refused now that it is down. */
+static void
+deferred_claims(struct chat_room *r)
+{
+	struct chat_member *m, *next;
+
+	for (m = r->lists[MEMBER_UNNAMED].first; m && !r->shutdown; m = next) {
+		char name[CHAT_NAME_MAX + 1];
+		int k;
+
+		next = m->next;
+		if (!m->claiming || m->token != 0)
+			continue;
+		m->claiming = false;
+		snprintf(name, sizeof(name), "%s", m->claim_name);
+		k = claim(r, m, name);
+		if (k == 0)
+			continue;
+		if (k == -EEXIST)
+			tell_taken(r, m, name);
+		else
+			tell_unavailable(r, m, true);
+		resume(r, m);
+	}
+}
+
 static void
 b_up(void *ud, bool reconnected)
 {
@@ -812,6 +848,8 @@ b_up(void *ud, bool reconnected)
 
 	pthread_mutex_lock(&r->lock);
 	r->backend_up = true;
+	r->backend_known = true;
+	deferred_claims(r);
 	for (struct chat_member *m = r->lists[MEMBER_NAMED].first; m && !r->shutdown;
 	     m = m->next) {
 		if (reconnected)
@@ -836,6 +874,8 @@ b_down(void *ud, int error, const char *reason)
 
 	pthread_mutex_lock(&r->lock);
 	r->backend_up = false;
+	r->backend_known = true;
+	deferred_claims(r);
 	pthread_mutex_unlock(&r->lock);
 	if (r->s.backend_state)
 		r->s.backend_state(r->s.backend_ud, false, error, reason);
@@ -1137,7 +1177,7 @@ chat_room_join(struct chat_room *r, void *ctx, const char *host, uint64_t now_us
 		chat_send_line(&c, m, "* server shutting down");
 		goto out;
 	}
-	if (r->backend && !r->backend_up) {
+	if (r->backend && r->backend_known && !r->backend_up) {
 		m->state = MEMBER_GONE;
 		list_append(&r->lists[MEMBER_GONE], m);
 		chat_send_line(&c, m, "! room unavailable, try again later");

@@ -367,6 +367,25 @@ START_TEST(backend_one_room_across_models)
 }
 END_TEST
 
+/* Right after READY=1 the backend may still be connecting: a newcomer's
+ * name waits for it instead of being refused. */
+START_TEST(backend_newcomer_at_start_waits_for_the_backend)
+{
+	struct conn *alice, *bob;
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst_nowait(0, "epoll");
+	start_inst_nowait(1, "thread");
+	alice = join(0, "alice", 1);
+	ck_assert_msg(harness_wait_log(&inst[1], "up, room 'hall'", RECONNECT_MS),
+		      "b: backend never came up");
+	bob = join(1, "bob", 2);
+	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+	conn_free(alice);
+	conn_free(bob);
+}
+END_TEST
+
 START_TEST(backend_lines_arrive_in_order)
 {
 	struct conn *alice, *bob;
@@ -610,6 +629,7 @@ chat_backend_net_suite(void)
 	tcase_set_timeout(tc, TCASE_TIMEOUT);
 	tcase_add_test(tc, backend_one_room_across_models);
 	tcase_add_test(tc, backend_lines_arrive_in_order);
+	tcase_add_test(tc, backend_newcomer_at_start_waits_for_the_backend);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("models");
