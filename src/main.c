@@ -55,8 +55,8 @@ print_table(const struct config *c)
 		if (l->has_backend) {
 			char url[BACKEND_URL_STR_MAX];
 
-			OPT("backend=%s room=%s ", backend_url_redacted(&l->backend, url, sizeof(url)),
-			    l->room);
+			backend_url_redacted(&l->backend, url, sizeof(url));
+			OPT("backend=%s room=%s ", url, l->room);
 		}
 #undef OPT
 		if (o > 0 && o < sizeof(opts))
