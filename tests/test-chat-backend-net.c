@@ -386,6 +386,36 @@ START_TEST(backend_newcomer_at_start_waits_for_the_backend)
 }
 END_TEST
 
+/* A reload that changes room restarts the listener (SPEC 12). */
+START_TEST(backend_reload_with_another_room_restarts)
+{
+	struct conn *alice, *bob;
+	char line[256];
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst(0, "epoll");
+	start_inst(1, "poll");
+	alice = join(0, "alice", 1);
+	bob = join(1, "bob", 2);
+	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+
+	snprintf(extra[0], sizeof(extra[0]),
+		 "backend = \"redis://127.0.0.1:%u\"; room = \"elsewhere\";", rs.port);
+	ck_assert_int_eq(harness_write_config(&inst[0], &lst[0], 1, "log_level = \"info\";"), 0);
+	ck_assert_int_eq(harness_signal(&inst[0], SIGHUP), 0);
+	expect_next(alice, "alice", "* server shutting down");
+	ck_assert_int_eq(read_line(alice, line, sizeof(line), IO_MS), -ECONNRESET);
+	expect_next(bob, "bob", "* alice left; 1 online");
+	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'elsewhere'", RECONNECT_MS),
+		      "a: the new room never came up");
+	conn_free(alice);
+	/* The new room is another room: bob is not in it. */
+	alice = join(0, "alice", 1);
+	conn_free(alice);
+	conn_free(bob);
+}
+END_TEST
+
 START_TEST(backend_lines_arrive_in_order)
 {
 	struct conn *alice, *bob;
@@ -642,6 +672,7 @@ chat_backend_net_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, TCASE_TIMEOUT);
 	tcase_add_test(tc, backend_sigterm_tells_the_others);
+	tcase_add_test(tc, backend_reload_with_another_room_restarts);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("outage");
