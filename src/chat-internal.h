@@ -90,6 +90,13 @@ struct chat_ops {
 	/* /quit: take m out of the room (no notice), then close it. */
 	void (*remove)(void *room, void *m);
 	void (*close)(void *room, void *m, const char *reason);
+	/* Optional, for a room shared with other instances (SPEC 12). /nick
+	 * of m to a free name: true when the room claims it first and calls
+	 * chat_nick_done() later; false: rename now. */
+	bool (*claim_nick)(void *room, void *m, const char *name);
+	/* /msg from m to a member to: true when the room delivered it
+	 * itself (to lives elsewhere); false: send the line to to. */
+	bool (*send_private)(void *room, void *from, void *to, const char *text, size_t len);
 };
 
 struct chat_ctx {
@@ -115,6 +122,20 @@ bool chat_name_attempt(const struct chat_ctx *c, void *m, const char *line, size
 /* m just got its name and is in the room: "you are" to m, "joined" to
  * the others. */
 void chat_announce_join(const struct chat_ctx *c, void *m);
+/* "joined" only, to everyone but m (a member of another instance). */
+void chat_announce_joined(const struct chat_ctx *c, void *m);
+/* "* OLD is now NAME" to everyone but m. */
+void chat_announce_renamed(const struct chat_ctx *c, void *m, const char *old,
+			   const char *name);
+/* m's /nick to name is granted: rename, tell the others and m. */
+void chat_nick_done(const struct chat_ctx *c, void *m, const char *name);
+/* A message ("<NAME> TEXT", or "* NAME TEXT" when me) to everyone but
+ * except (may be NULL), counted once. text must be sanitized. */
+void chat_relay(const struct chat_ctx *c, void *except, bool me, const char *name,
+		const char *text, size_t len);
+/* "<FROM> (private) TEXT" to to. */
+void chat_send_private(const struct chat_ctx *c, void *to, const char *from, const char *text,
+		       size_t len);
 /* Repeat "you are" to m (UDP, when a /join is sent again). */
 void chat_announce_self(const struct chat_ctx *c, void *m);
 /* name is gone from the room already: "left" to everyone still in it. */

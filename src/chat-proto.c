@@ -438,14 +438,44 @@ chat_announce_self(const struct chat_ctx *c, void *m)
 }
 
 void
-chat_announce_join(const struct chat_ctx *c, void *m)
+chat_announce_joined(const struct chat_ctx *c, void *m)
 {
 	char host[CHAT_HOST_MAX];
 
-	chat_announce_self(c, m);
 	others(c, m,
 	       format(c, "* %s@%s joined; %u online", c->ops->nick(c->room, m),
 		      c->ops->host(c->room, m, host), c->ops->online(c->room)));
+}
+
+void
+chat_announce_join(const struct chat_ctx *c, void *m)
+{
+	chat_announce_self(c, m);
+	chat_announce_joined(c, m);
+}
+
+void
+chat_announce_renamed(const struct chat_ctx *c, void *m, const char *old, const char *name)
+{
+	others(c, m, format(c, "* %s is now %s", old, name));
+}
+
+void
+chat_relay(const struct chat_ctx *c, void *except, bool me, const char *name, const char *text,
+	   size_t len)
+{
+	count_message(c);
+	if (me)
+		others(c, except, format(c, "* %s %.*s", name, (int)len, text));
+	else
+		others(c, except, format(c, "<%s> %.*s", name, (int)len, text));
+}
+
+void
+chat_send_private(const struct chat_ctx *c, void *to, const char *from, const char *text,
+		  size_t len)
+{
+	reply(c, to, format(c, "<%s> (private) %.*s", from, (int)len, text));
 }
 
 void
@@ -505,10 +535,23 @@ nick_change(const struct chat_ctx *c, void *m, const struct chat_cmd_args *a)
 	}
 	if (!check_name(c, m, a->arg, a->arg_len, name))
 		return;
+	/* A room shared with other instances claims the name first, and
+	 * finishes with chat_nick_done() once it has it. */
+	snprintf(old, sizeof(old), "%s", c->ops->nick(c->room, m));
+	if (c->ops->claim_nick && strcmp(old, name) != 0 && c->ops->claim_nick(c->room, m, name))
+		return;
+	chat_nick_done(c, m, name);
+}
+
+void
+chat_nick_done(const struct chat_ctx *c, void *m, const char *name)
+{
+	char old[CHAT_NAME_MAX + 1];
+
 	snprintf(old, sizeof(old), "%s", c->ops->nick(c->room, m));
 	if (strcmp(old, name) != 0) {
 		c->ops->rename(c->room, m, name);
-		others(c, m, format(c, "* %s is now %s", old, name));
+		chat_announce_renamed(c, m, old, name);
 	}
 	reply(c, m, format(c, "* you are now %s", name));
 }
@@ -536,9 +579,10 @@ private_message(const struct chat_ctx *c, void *m, const struct chat_cmd_args *a
 		return;
 	}
 	count_message(c);
-	reply(c, to,
-	      format(c, "<%s> (private) %.*s", c->ops->nick(c->room, m), (int)a->text_len,
-		     a->text));
+	if (c->ops->send_private &&
+	    c->ops->send_private(c->room, m, to, a->text, a->text_len))
+		return;
+	chat_send_private(c, to, c->ops->nick(c->room, m), a->text, a->text_len);
 }
 
 static void
@@ -561,9 +605,7 @@ chat_handle_line(const struct chat_ctx *c, void *m, const char *line, size_t n)
 
 	switch (chat_cmd_parse(line, n, &a)) {
 	case CHAT_CMD_TEXT:
-		count_message(c);
-		others(c, m,
-		       format(c, "<%s> %.*s", c->ops->nick(c->room, m), (int)a.text_len, a.text));
+		chat_relay(c, m, false, c->ops->nick(c->room, m), a.text, a.text_len);
 		break;
 	case CHAT_CMD_WHO:
 		who(c, m);
@@ -575,10 +617,7 @@ chat_handle_line(const struct chat_ctx *c, void *m, const char *line, size_t n)
 		if (a.text_len == 0) {
 			chat_send_line(c, m, "! usage: /me TEXT");
 		} else {
-			count_message(c);
-			others(c, m,
-			       format(c, "* %s %.*s", c->ops->nick(c->room, m), (int)a.text_len,
-				      a.text));
+			chat_relay(c, m, true, c->ops->nick(c->room, m), a.text, a.text_len);
 		}
 		break;
 	case CHAT_CMD_MSG:

@@ -4,11 +4,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "backend-url.h"
+#include "chat-backend.h"
 #include "chat-internal.h"
+#include "chat-wire.h"
 #include "chat.h"
 #include "linebuf.h"
 #include "sanitize.h"
+#include "util.h"
 
 /* The stream (TCP) room of chat.h: members, their name deadlines, the
  * nick and rate-limit tables, the hold-back list and the room's lock.
@@ -27,6 +32,7 @@ enum member_state {
 	MEMBER_UNNAMED, /* waiting for a name; on the name-deadline list */
 	MEMBER_NAMED,   /* in the room */
 	MEMBER_GONE,    /* quit or timed out; waits for chat_room_leave() */
+	MEMBER_REMOTE,  /* a member of another instance (backend): no ctx */
 	_MEMBER_STATE_MAX,
 };
 
@@ -46,7 +52,25 @@ struct chat_member {
 	uint64_t progress_usec;  /* when that last grew */
 	char nick[CHAT_NAME_MAX + 1];
 	char host[CHAT_HOST_MAX];
+	/* Backend: a claim of claim_name is under way (token), for the
+	 * member's first name, a /nick, or again after an outage (reclaim,
+	 * then suffix is the NAME-N tried); its input waits in held. */
+	bool claiming;
+	bool reclaim;
+	unsigned suffix;
+	uint64_t token;
+	char claim_name[CHAT_NAME_MAX + 1];
+	uint8_t *held;
+	size_t held_len;
+	/* MEMBER_REMOTE: its instance. */
+	char instance[CHAT_WIRE_INSTANCE_LEN + 1];
 };
+
+/* Input a member sends while its name is claimed waits here, up to this. */
+#define CHAT_HELD_MAX (64 * 1024)
+/* Members of other instances the room remembers (the backend bounds its
+ * own table the same way). */
+#define CHAT_REMOTE_MAX 65536
 
 struct member_list {
 	struct chat_member *first, *last;
@@ -90,6 +114,21 @@ struct chat_room {
 	char *batch;
 	size_t batch_len;
 	struct chat_member *batch_from; /* NULL: no input is being handled */
+	/* SPEC 12, with a backend: events of other instances are formatted
+	 * in rsan/rout, large enough for any line the wire carries. */
+	struct chat_backend *backend;
+	bool backend_up;
+	/* The backend said up or down once: until then a newcomer's name
+	 * waits for its first connection (token 0), not refused. */
+	bool backend_known;
+	bool leaves_sent; /* our members' leaves are published (stopping) */
+	uint64_t next_token;
+	const char *quit_reason; /* of the /quit being handled */
+	size_t quit_reason_len;
+	char *rsan;
+	size_t rsan_size;
+	char *rout;
+	size_t rout_size;
 };
 
 /* Large enough for a read's worth of relayed lines. */
@@ -290,7 +329,68 @@ static void
 member_free(struct chat_member *m)
 {
 	linebuf_release(&m->in);
+	free(m->held);
 	free(m);
+}
+
+/* Backend helpers; the lock is held. */
+
+static void
+publish(struct chat_room *r, enum chat_wire_type t, const char *a, const char *b,
+	const char *text, size_t len)
+{
+	/* Down or full: the event is lost, as SPEC 12 says it may be. */
+	if (r->backend && !r->leaves_sent)
+		(void)chat_backend_publish(r->backend, t, a, b, text, len);
+}
+
+/* A member of ours with a name leaves the room for everyone. */
+static void
+publish_leave(struct chat_room *r, struct chat_member *m, const char *reason, size_t len)
+{
+	if (!r->backend || r->leaves_sent)
+		return;
+	publish(r, CHAT_WIRE_LEAVE, m->nick, NULL, reason, len);
+	chat_backend_release(r->backend, m->nick);
+}
+
+/* Give up a claim under way; its claim_done() then finds nobody. */
+static void
+unclaim(struct chat_room *r, struct chat_member *m)
+{
+	if (!m->claiming)
+		return;
+	m->claiming = false;
+	if (r->backend && m->token != 0)
+		chat_backend_release(r->backend, m->claim_name);
+	free(m->held);
+	m->held = NULL;
+	m->held_len = 0;
+}
+
+/* Claim name for m; its input waits until claim_done(). -EEXIST: taken
+ * (or being claimed) through this instance; other errors: unavailable. */
+static int
+claim(struct chat_room *r, struct chat_member *m, const char *name)
+{
+	uint64_t token = ++r->next_token;
+	int k;
+
+	if (!r->backend_up && !r->backend_known && m->state == MEMBER_UNNAMED) {
+		m->claiming = true;
+		m->token = 0;
+		snprintf(m->claim_name, sizeof(m->claim_name), "%s", name);
+		return 0;
+	}
+	if (!r->backend_up)
+		return -ENOTCONN;
+	k = chat_backend_claim(r->backend, name, m->host, token);
+	if (k < 0)
+		return k;
+	m->claiming = true;
+	m->token = token;
+	snprintf(m->claim_name, sizeof(m->claim_name), "%s", name);
+	return 0;
 }
 
 /* The ops the shared command code calls; the lock is held. */
@@ -366,23 +466,32 @@ tcp_host(void *room, void *m, char buf[CHAT_HOST_MAX])
 	return ((struct chat_member *)m)->host;
 }
 
-static void *
-tcp_first(void *room)
-{
-	return ((struct chat_room *)room)->lists[MEMBER_NAMED].first;
-}
-
+/* Our members, then those of other instances. */
 static void *
 tcp_next(void *room, void *m)
 {
-	(void)room;
-	return ((struct chat_member *)m)->next;
+	struct chat_member *mm = m;
+
+	if (mm->next || mm->state != MEMBER_NAMED)
+		return mm->next;
+	return ((struct chat_room *)room)->lists[MEMBER_REMOTE].first;
+}
+
+static void *
+tcp_first(void *room)
+{
+	struct chat_room *r = room;
+
+	return r->lists[MEMBER_NAMED].first ? r->lists[MEMBER_NAMED].first
+					    : r->lists[MEMBER_REMOTE].first;
 }
 
 static unsigned
 tcp_online(void *room)
 {
-	return ((struct chat_room *)room)->lists[MEMBER_NAMED].n;
+	struct chat_room *r = room;
+
+	return r->lists[MEMBER_NAMED].n + r->lists[MEMBER_REMOTE].n;
 }
 
 static void
@@ -390,10 +499,17 @@ tcp_rename(void *room, void *m, const char *name)
 {
 	struct chat_room *r = room;
 	struct chat_member *mm = m;
+	char old[CHAT_NAME_MAX + 1];
 
+	snprintf(old, sizeof(old), "%s", mm->nick);
 	table_remove(r, &r->nicks, mm);
 	snprintf(mm->nick, sizeof(mm->nick), "%s", name);
 	table_put(r, &r->nicks, mm);
+	if (r->backend && mm->state == MEMBER_NAMED) {
+		publish(r, CHAT_WIRE_NICK, old, name, NULL, 0);
+		if (!chat_name_equal(old, name))
+			chat_backend_release(r->backend, old);
+	}
 }
 
 static void
@@ -403,8 +519,11 @@ tcp_remove(void *room, void *m)
 	struct chat_member *mm = m;
 
 	batch_flush(r);
-	if (mm->state == MEMBER_NAMED)
+	if (mm->state == MEMBER_NAMED) {
 		table_remove(r, &r->nicks, mm);
+		publish_leave(r, mm, r->quit_reason, r->quit_reason_len);
+	}
+	unclaim(r, mm);
 	behind_unlink(r, mm);
 	member_move(r, mm, MEMBER_GONE);
 	linebuf_release(&mm->in);
@@ -421,6 +540,43 @@ tcp_close(void *room, void *m, const char *reason)
 	r->t.close(mm->ctx, reason);
 }
 
+static void tell_taken(struct chat_room *r, struct chat_member *m, const char *name);
+static void tell_unavailable(struct chat_room *r, struct chat_member *m, bool close);
+
+static bool
+tcp_claim_nick(void *room, void *m, const char *name)
+{
+	struct chat_room *r = room;
+	struct chat_member *mm = m;
+	int k;
+
+	if (!r->backend)
+		return false;
+	/* Another case of one's own name: the claim is ours already. */
+	if (chat_name_equal(mm->nick, name))
+		return false;
+	/* Its own name is being claimed again after an outage. */
+	k = mm->claiming ? -EBUSY : claim(r, mm, name);
+	if (k == -EEXIST)
+		tell_taken(r, mm, name);
+	else if (k < 0)
+		tell_unavailable(r, mm, false);
+	return true;
+}
+
+static bool
+tcp_send_private(void *room, void *from, void *to, const char *text, size_t len)
+{
+	struct chat_room *r = room;
+	struct chat_member *t = to, *f = from;
+
+	if (t->state != MEMBER_REMOTE)
+		return false;
+	if (r->backend)
+		(void)chat_backend_privmsg(r->backend, t->instance, f->nick, t->nick, text, len);
+	return true;
+}
+
 static const struct chat_ops tcp_ops = {
 	.send = tcp_send,
 	.broadcast = tcp_broadcast,
@@ -433,6 +589,8 @@ static const struct chat_ops tcp_ops = {
 	.rename = tcp_rename,
 	.remove = tcp_remove,
 	.close = tcp_close,
+	.claim_nick = tcp_claim_nick,
+	.send_private = tcp_send_private,
 };
 
 static struct chat_ctx
@@ -446,6 +604,451 @@ room_ctx(struct chat_room *r)
 		.max_line = r->s.max_line,
 		.stats = r->s.stats,
 	};
+}
+
+/* Events of other instances are formatted in buffers that hold any line
+ * the wire carries, and are not counted as messages of ours. */
+static struct chat_ctx
+remote_ctx(struct chat_room *r)
+{
+	struct chat_ctx c = room_ctx(r);
+
+	c.out = r->rout;
+	c.out_size = r->rout_size;
+	c.stats = NULL;
+	return c;
+}
+
+static uint64_t
+mono_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void
+tell_taken(struct chat_room *r, struct chat_member *m, const char *name)
+{
+	struct chat_ctx c = room_ctx(r);
+
+	chat_send_taken(&c, m, name);
+}
+
+/* SPEC 12: the backend cannot be asked; a newcomer is let go. */
+static void
+tell_unavailable(struct chat_room *r, struct chat_member *m, bool close)
+{
+	struct chat_ctx c = room_ctx(r);
+
+	chat_send_line(&c, m, "! room unavailable, try again later");
+	if (!close)
+		return;
+	if (m->state != MEMBER_GONE)
+		tcp_remove(r, m);
+	tcp_close(r, m, "room unavailable");
+}
+
+static void
+member_detach(struct chat_room *r, struct chat_member *m)
+{
+	table_remove(r, &r->nicks, m);
+	list_unlink(&r->lists[m->state], m);
+	member_free(m);
+}
+
+/* A member of another instance still listed under a name the backend
+ * just gave us (its instance went away unnoticed): forget it. */
+static void
+evict_remote(struct chat_room *r, const char *name)
+{
+	struct chat_member *m = table_find(r, &r->nicks, name);
+
+	if (m && m->state == MEMBER_REMOTE)
+		member_detach(r, m);
+}
+
+static struct chat_member *
+find_remote(struct chat_room *r, const char *name, size_t len, const char *instance)
+{
+	char n[CHAT_NAME_MAX + 1];
+	struct chat_member *m;
+
+	if (len > CHAT_NAME_MAX)
+		return NULL;
+	memcpy(n, name, len);
+	n[len] = '\0';
+	m = table_find(r, &r->nicks, n);
+	if (!m || m->state != MEMBER_REMOTE || strcmp(m->instance, instance) != 0)
+		return NULL;
+	return m;
+}
+
+static struct chat_member *
+find_claiming(struct chat_room *r, uint64_t token)
+{
+	static const enum member_state states[] = { MEMBER_UNNAMED, MEMBER_NAMED };
+
+	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++)
+		for (struct chat_member *m = r->lists[states[i]].first; m; m = m->next)
+			if (m->claiming && m->token == token)
+				return m;
+	return NULL;
+}
+
+static void feed(struct chat_room *r, struct chat_member *m, const uint8_t *p, size_t n,
+		 uint64_t now_usec);
+
+/* The claim is answered: what m sent meanwhile is handled now. */
+static void
+resume(struct chat_room *r, struct chat_member *m)
+{
+	uint8_t *p = m->held;
+	size_t n = m->held_len;
+
+	m->held = NULL;
+	m->held_len = 0;
+	if (p && m->state != MEMBER_GONE && !m->closing) {
+		r->batch_from = m;
+		feed(r, m, p, n, mono_usec());
+		batch_flush(r);
+		r->batch_from = NULL;
+	}
+	free(p);
+}
+
+/* NAME-2, NAME-3, ...: the first that nobody in the room has, cut to
+ * fit the name rule. */
+static bool
+next_free_name(struct chat_room *r, struct chat_member *m, char ret[CHAT_NAME_MAX + 1])
+{
+	while (++m->suffix < 1000) {
+		char tail[8];
+		int k = snprintf(tail, sizeof(tail), "-%u", m->suffix);
+		int base = (int)MIN(strlen(m->nick), (size_t)(CHAT_NAME_MAX - k));
+
+		snprintf(ret, CHAT_NAME_MAX + 1, "%.*s%s", base, m->nick, tail);
+		if (!table_find(r, &r->nicks, ret))
+			return true;
+	}
+	return false;
+}
+
+/* After an outage: m's name again, or the first free NAME-N. */
+static void
+reclaim_done(struct chat_room *r, struct chat_member *m, int result)
+{
+	struct chat_ctx c = room_ctx(r);
+	char name[CHAT_NAME_MAX + 1];
+
+	while (result == -EEXIST) {
+		if (!next_free_name(r, m, name))
+			break;
+		result = claim(r, m, name);
+		if (result == 0)
+			return; /* answered later */
+	}
+	m->reclaim = false;
+	if (result != 0)
+		return; /* down again: the next up() tries again */
+	if (strcmp(m->claim_name, m->nick) != 0) {
+		char old[CHAT_NAME_MAX + 1];
+
+		snprintf(old, sizeof(old), "%s", m->nick);
+		/* Those that still list us under the old name forget it. */
+		publish(r, CHAT_WIRE_LEAVE, old, NULL, NULL, 0);
+		evict_remote(r, m->claim_name);
+		table_remove(r, &r->nicks, m);
+		snprintf(m->nick, sizeof(m->nick), "%s", m->claim_name);
+		table_put(r, &r->nicks, m);
+		chat_announce_renamed(&c, m, old, m->nick);
+		tcp_send(r, m, c.out,
+			 (size_t)snprintf(c.out, c.out_size, "* you are now %s\r\n", m->nick));
+	}
+	publish(r, CHAT_WIRE_JOIN, m->nick, m->host, NULL, 0);
+}
+
+static void
+b_claim_done(void *ud, uint64_t token, int result)
+{
+	struct chat_room *r = ud;
+	struct chat_ctx c = room_ctx(r);
+	struct chat_member *m;
+
+	pthread_mutex_lock(&r->lock);
+	m = find_claiming(r, token);
+	if (!m || r->shutdown) {
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
+	m->claiming = false;
+	if (m->reclaim) {
+		reclaim_done(r, m, result);
+	} else if (m->state == MEMBER_UNNAMED) {
+		if (result == 0) {
+			evict_remote(r, m->claim_name);
+			snprintf(m->nick, sizeof(m->nick), "%s", m->claim_name);
+			member_move(r, m, MEMBER_NAMED);
+			table_put(r, &r->nicks, m);
+			chat_announce_join(&c, m);
+			publish(r, CHAT_WIRE_JOIN, m->nick, m->host, NULL, 0);
+		} else if (result == -EEXIST)
+			tell_taken(r, m, m->claim_name);
+		else
+			tell_unavailable(r, m, true);
+	} else {
+		/* /nick */
+		if (result == 0) {
+			evict_remote(r, m->claim_name);
+			chat_nick_done(&c, m, m->claim_name);
+		} else if (result == -EEXIST)
+			tell_taken(r, m, m->claim_name);
+		else
+			tell_unavailable(r, m, false);
+	}
+	if (!m->claiming)
+		resume(r, m);
+	chat_count_members(r->s.stats, r->lists[MEMBER_NAMED].n, false);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Names given before the backend's first word: claimed now that it is
+ * up, or refused now that it is down. */
+static void
+deferred_claims(struct chat_room *r)
+{
+	struct chat_member *m, *next;
+
+	for (m = r->lists[MEMBER_UNNAMED].first; m && !r->shutdown; m = next) {
+		char name[CHAT_NAME_MAX + 1];
+		int k;
+
+		next = m->next;
+		if (!m->claiming || m->token != 0)
+			continue;
+		m->claiming = false;
+		snprintf(name, sizeof(name), "%s", m->claim_name);
+		k = claim(r, m, name);
+		if (k == 0)
+			continue;
+		if (k == -EEXIST)
+			tell_taken(r, m, name);
+		else
+			tell_unavailable(r, m, true);
+		resume(r, m);
+	}
+}
+
+static void
+b_up(void *ud, bool reconnected)
+{
+	struct chat_room *r = ud;
+	struct chat_ctx c = room_ctx(r);
+
+	pthread_mutex_lock(&r->lock);
+	r->backend_up = true;
+	r->backend_known = true;
+	deferred_claims(r);
+	for (struct chat_member *m = r->lists[MEMBER_NAMED].first; m && !r->shutdown;
+	     m = m->next) {
+		if (reconnected)
+			chat_send_line(&c, m,
+				       "* reconnected; messages sent while disconnected are lost");
+		if (m->claiming)
+			continue;
+		m->reclaim = true;
+		m->suffix = 1;
+		if (claim(r, m, m->nick) < 0)
+			m->reclaim = false;
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (r->s.backend_state)
+		r->s.backend_state(r->s.backend_ud, true, 0, NULL);
+}
+
+static void
+b_down(void *ud, int error, const char *reason)
+{
+	struct chat_room *r = ud;
+
+	pthread_mutex_lock(&r->lock);
+	r->backend_up = false;
+	r->backend_known = true;
+	deferred_claims(r);
+	pthread_mutex_unlock(&r->lock);
+	if (r->s.backend_state)
+		r->s.backend_state(r->s.backend_ud, false, error, reason);
+}
+
+/* Remote text is untrusted: sanitized as a member's line is. */
+static size_t
+remote_text(struct chat_room *r, const char *p, size_t n)
+{
+	return p ? sanitize_line((const uint8_t *)p, n, r->rsan, r->rsan_size) : 0;
+}
+
+static void
+remote_join(struct chat_room *r, const struct chat_wire_event *ev)
+{
+	struct chat_ctx c = remote_ctx(r);
+	char name[CHAT_NAME_MAX + 1];
+	struct chat_member *m;
+
+	if (ev->a_len > CHAT_NAME_MAX)
+		return;
+	memcpy(name, ev->a, ev->a_len);
+	name[ev->a_len] = '\0';
+	m = table_find(r, &r->nicks, name);
+	if (m) {
+		/* A snapshot repeats what we know; a name that moved to
+		 * another instance (the old one went unnoticed) follows. */
+		if (m->state == MEMBER_REMOTE) {
+			snprintf(m->instance, sizeof(m->instance), "%s", ev->instance);
+			snprintf(m->host, sizeof(m->host), "%.*s", (int)ev->b_len, ev->b);
+		}
+		return;
+	}
+	if (r->lists[MEMBER_REMOTE].n >= CHAT_REMOTE_MAX ||
+	    table_reserve(r, &r->nicks, r->nicks.n + 1) < 0)
+		return;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return;
+	m->state = MEMBER_REMOTE;
+	snprintf(m->nick, sizeof(m->nick), "%s", name);
+	snprintf(m->host, sizeof(m->host), "%.*s", (int)ev->b_len, ev->b);
+	snprintf(m->instance, sizeof(m->instance), "%s", ev->instance);
+	list_append(&r->lists[MEMBER_REMOTE], m);
+	table_put(r, &r->nicks, m);
+	chat_announce_joined(&c, m);
+}
+
+static void
+remote_left(struct chat_room *r, struct chat_member *m, const char *reason, size_t len)
+{
+	struct chat_ctx c = remote_ctx(r);
+	char name[CHAT_NAME_MAX + 1];
+
+	snprintf(name, sizeof(name), "%s", m->nick);
+	member_detach(r, m);
+	chat_announce_left(&c, name, reason, len);
+}
+
+static void
+remote_nick(struct chat_room *r, const struct chat_wire_event *ev)
+{
+	struct chat_ctx c = remote_ctx(r);
+	struct chat_member *m = find_remote(r, ev->a, ev->a_len, ev->instance), *other;
+	char old[CHAT_NAME_MAX + 1], name[CHAT_NAME_MAX + 1];
+
+	if (!m || ev->b_len > CHAT_NAME_MAX)
+		return;
+	memcpy(name, ev->b, ev->b_len);
+	name[ev->b_len] = '\0';
+	other = table_find(r, &r->nicks, name);
+	if (other && other != m) {
+		if (other->state != MEMBER_REMOTE)
+			return; /* ours: the backend gave it to us */
+		member_detach(r, other);
+	}
+	snprintf(old, sizeof(old), "%s", m->nick);
+	table_remove(r, &r->nicks, m);
+	snprintf(m->nick, sizeof(m->nick), "%s", name);
+	table_put(r, &r->nicks, m);
+	if (strcmp(old, name) != 0)
+		chat_announce_renamed(&c, m, old, name);
+}
+
+static void
+b_event(void *ud, const struct chat_wire_event *ev)
+{
+	struct chat_room *r = ud;
+	struct chat_ctx c = remote_ctx(r);
+	struct chat_member *m;
+	char name[CHAT_NAME_MAX + 1];
+	size_t len;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->shutdown)
+		goto out;
+	switch (ev->type) {
+	case CHAT_WIRE_JOIN:
+		remote_join(r, ev);
+		break;
+	case CHAT_WIRE_LEAVE:
+		m = find_remote(r, ev->a, ev->a_len, ev->instance);
+		if (m) {
+			len = remote_text(r, ev->text, ev->text_len);
+			remote_left(r, m, r->rsan, len);
+		}
+		break;
+	case CHAT_WIRE_NICK:
+		remote_nick(r, ev);
+		break;
+	case CHAT_WIRE_MSG:
+	case CHAT_WIRE_ME:
+		len = remote_text(r, ev->text, ev->text_len);
+		if (ev->a_len > CHAT_NAME_MAX || chat_line_blank(r->rsan, len))
+			break;
+		memcpy(name, ev->a, ev->a_len);
+		name[ev->a_len] = '\0';
+		chat_relay(&c, NULL, ev->type == CHAT_WIRE_ME, name, r->rsan, len);
+		break;
+	case CHAT_WIRE_PRIVMSG:
+		if (ev->a_len > CHAT_NAME_MAX || ev->b_len > CHAT_NAME_MAX)
+			break;
+		memcpy(name, ev->b, ev->b_len);
+		name[ev->b_len] = '\0';
+		m = table_find(r, &r->nicks, name);
+		if (!m || m->state != MEMBER_NAMED)
+			break;
+		len = remote_text(r, ev->text, ev->text_len);
+		memcpy(name, ev->a, ev->a_len);
+		name[ev->a_len] = '\0';
+		chat_send_private(&c, m, name, r->rsan, len);
+		break;
+	default:
+		break;
+	}
+out:
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void
+b_lost(void *ud, const char *instance, const char *name)
+{
+	struct chat_room *r = ud;
+	struct chat_member *m;
+
+	pthread_mutex_lock(&r->lock);
+	m = r->shutdown ? NULL : find_remote(r, name, strlen(name), instance);
+	if (m)
+		remote_left(r, m, "instance lost", strlen("instance lost"));
+	pthread_mutex_unlock(&r->lock);
+}
+
+static const struct chat_backend_ops backend_ops = {
+	.up = b_up,
+	.down = b_down,
+	.event = b_event,
+	.claim_done = b_claim_done,
+	.lost = b_lost,
+};
+
+/* Our members' leaves, before the backend stops (SPEC 12: the others
+ * hear each of them leave). */
+static void
+publish_all_leaves(struct chat_room *r)
+{
+	if (!r->backend || r->leaves_sent)
+		return;
+	for (struct chat_member *m = r->lists[MEMBER_NAMED].first; m; m = m->next)
+		publish_leave(r, m, NULL, 0);
+	for (int i = 0; i < _MEMBER_STATE_MAX; i++)
+		for (struct chat_member *m = r->lists[i].first; m; m = m->next)
+			unclaim(r, m);
+	r->leaves_sent = true;
 }
 
 int
@@ -479,8 +1082,32 @@ chat_room_new(struct chat_room **ret, const struct chat_settings *s,
 		return -ENOMEM;
 	}
 	r->s.listener = r->listener;
+	r->s.room = NULL;
 	chat_hash_key(r->hash_key);
 	pthread_mutex_init(&r->lock, NULL);
+	if (s->backend) {
+		struct chat_backend_settings bs = {
+			.url = s->backend,
+			.room = s->room ? s->room : r->listener,
+		};
+		int k;
+
+		r->rsan_size = SANITIZE_SIZE_MAX((size_t)CHAT_WIRE_TEXT_MAX);
+		r->rsan = malloc(r->rsan_size);
+		r->rout_size = r->rsan_size + 256;
+		r->rout = malloc(r->rout_size);
+		if (!r->rsan || !r->rout) {
+			chat_room_free(r);
+			return -ENOMEM;
+		}
+		/* Last: its ops may run at once. */
+		k = chat_backend_start(&r->backend, &bs, &backend_ops, r);
+		if (k < 0) {
+			r->backend = NULL;
+			chat_room_free(r);
+			return k;
+		}
+	}
 	*ret = r;
 	return 0;
 }
@@ -490,6 +1117,14 @@ chat_room_free(struct chat_room *r)
 {
 	if (!r)
 		return NULL;
+	if (r->backend) {
+		pthread_mutex_lock(&r->lock);
+		publish_all_leaves(r);
+		pthread_mutex_unlock(&r->lock);
+		/* Never with the lock held: its ops take it. */
+		chat_backend_stop(r->backend);
+		r->backend = NULL;
+	}
 	for (int i = 0; i < _MEMBER_STATE_MAX; i++)
 		while (r->lists[i].first) {
 			struct chat_member *m = r->lists[i].first;
@@ -505,6 +1140,8 @@ chat_room_free(struct chat_room *r)
 	free(r->san);
 	free(r->out);
 	free(r->batch);
+	free(r->rsan);
+	free(r->rout);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
 	return NULL;
@@ -538,6 +1175,13 @@ chat_room_join(struct chat_room *r, void *ctx, const char *host, uint64_t now_us
 		m->state = MEMBER_GONE;
 		list_append(&r->lists[MEMBER_GONE], m);
 		chat_send_line(&c, m, "* server shutting down");
+		goto out;
+	}
+	if (r->backend && r->backend_known && !r->backend_up) {
+		m->state = MEMBER_GONE;
+		list_append(&r->lists[MEMBER_GONE], m);
+		chat_send_line(&c, m, "! room unavailable, try again later");
+		tcp_close(r, m, "room unavailable");
 		goto out;
 	}
 	/* Keep the list sorted by deadline even if callers on different
@@ -580,6 +1224,20 @@ unnamed_line(struct chat_room *r, struct chat_member *m, const char *line, size_
 		m->nick[0] = '\0';
 		return;
 	}
+	if (r->backend) {
+		char name[CHAT_NAME_MAX + 1];
+		int k;
+
+		/* The room's name first: "you are" once the backend says so. */
+		snprintf(name, sizeof(name), "%s", m->nick);
+		m->nick[0] = '\0';
+		k = claim(r, m, name);
+		if (k == -EEXIST)
+			tell_taken(r, m, name);
+		else if (k < 0)
+			tell_unavailable(r, m, true);
+		return;
+	}
 	member_move(r, m, MEMBER_NAMED);
 	table_put(r, &r->nicks, m);
 	chat_announce_join(&c, m);
@@ -599,25 +1257,60 @@ member_line(struct chat_room *r, struct chat_member *m, const uint8_t *p, size_t
 		chat_count_rate_limited(r->s.stats);
 		return;
 	}
-	if (m->state == MEMBER_UNNAMED)
+	if (m->state == MEMBER_UNNAMED) {
 		unnamed_line(r, m, r->san, len);
-	else
+		return;
+	}
+	if (r->backend) {
+		struct chat_cmd_args a;
+		enum chat_cmd cmd = chat_cmd_parse(r->san, len, &a);
+
+		if (cmd == CHAT_CMD_QUIT) {
+			r->quit_reason = a.text;
+			r->quit_reason_len = a.text_len;
+		}
 		chat_handle_line(&c, m, r->san, len);
+		r->quit_reason = NULL;
+		r->quit_reason_len = 0;
+		if (cmd == CHAT_CMD_TEXT || (cmd == CHAT_CMD_ME && a.text_len > 0))
+			publish(r, cmd == CHAT_CMD_ME ? CHAT_WIRE_ME : CHAT_WIRE_MSG, m->nick, NULL,
+				a.text, a.text_len);
+		return;
+	}
+	chat_handle_line(&c, m, r->san, len);
 }
 
-void
-chat_member_input(struct chat_room *r, struct chat_member *m, const uint8_t *p, size_t n,
-		  uint64_t now_usec)
+/* While m's name is claimed its input waits, within a bound. */
+static void
+hold(struct chat_member *m, const uint8_t *p, size_t n)
+{
+	uint8_t *q;
+
+	n = MIN(n, CHAT_HELD_MAX - m->held_len);
+	if (n == 0)
+		return;
+	q = realloc(m->held, m->held_len + n);
+	if (!q)
+		return;
+	memcpy(q + m->held_len, p, n);
+	m->held = q;
+	m->held_len += n;
+}
+
+static void
+feed(struct chat_room *r, struct chat_member *m, const uint8_t *p, size_t n, uint64_t now_usec)
 {
 	struct chat_ctx c = room_ctx(r);
 
-	pthread_mutex_lock(&r->lock);
-	r->batch_from = m;
 	while (!r->shutdown && m->state != MEMBER_GONE && !m->closing) {
 		const uint8_t *line;
 		size_t len;
 		int k;
 
+		if (m->claiming && !m->reclaim) {
+			hold(m, p, n);
+			break;
+		}
 		k = linebuf_next(&m->in, &p, &n, &line, &len);
 		if (k == LINEBUF_MORE)
 			break;
@@ -634,6 +1327,15 @@ chat_member_input(struct chat_room *r, struct chat_member *m, const uint8_t *p, 
 			tcp_close(r, m, "out of memory");
 		}
 	}
+}
+
+void
+chat_member_input(struct chat_room *r, struct chat_member *m, const uint8_t *p, size_t n,
+		  uint64_t now_usec)
+{
+	pthread_mutex_lock(&r->lock);
+	r->batch_from = m;
+	feed(r, m, p, n, now_usec);
 	batch_flush(r);
 	r->batch_from = NULL;
 	chat_count_members(r->s.stats, r->lists[MEMBER_NAMED].n, false);
@@ -649,9 +1351,11 @@ chat_room_leave(struct chat_room *r, struct chat_member *m)
 		return;
 	pthread_mutex_lock(&r->lock);
 	behind_unlink(r, m);
+	unclaim(r, m);
 	if (m->state == MEMBER_NAMED) {
 		table_remove(r, &r->nicks, m);
 		list_unlink(&r->lists[MEMBER_NAMED], m);
+		publish_leave(r, m, NULL, 0);
 		if (!r->shutdown)
 			chat_announce_left(&c, m->nick, NULL, 0);
 	} else
@@ -674,6 +1378,7 @@ chat_room_shutdown(struct chat_room *r)
 			chat_send_line(&c, m, "* server shutting down");
 		for (struct chat_member *m = r->lists[MEMBER_NAMED].first; m; m = m->next)
 			chat_send_line(&c, m, "* server shutting down");
+		publish_all_leaves(r);
 	}
 	pthread_mutex_unlock(&r->lock);
 }

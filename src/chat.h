@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct backend_url;
 union sockaddr_any;
 
 /* The chat protocol of SPEC section 5 as a state machine fed with bytes
@@ -40,6 +41,17 @@ struct chat_settings {
 	/* Counters the room keeps (members, messages, rate_limit refusals;
 	 * udp: joined peers as conns_now), or NULL. */
 	struct listener_stats *stats;
+	/* Stream rooms only: the room lives on this Redis server too (SPEC
+	 * section 12), under the name room; NULL: this process only. The
+	 * room then runs a chat_backend thread of its own, and the transport
+	 * callbacks are also called from that thread. */
+	const struct backend_url *backend;
+	const char *room;
+	/* With backend, or NULL: told once each time the backend comes up
+	 * or goes down (error -errno and a short reason then, never the
+	 * password), on the backend's thread, no lock of the room held. */
+	void (*backend_state)(void *ud, bool up, int error, const char *reason);
+	void *backend_ud;
 };
 
 /* ---------------- stream (TCP) rooms: chat-room.c ---------------- */

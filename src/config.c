@@ -189,6 +189,8 @@ enum key {
 	KEY_PREFIX,
 	KEY_PROXY_PROTOCOL,
 	KEY_PROXY_FROM,
+	KEY_BACKEND,
+	KEY_ROOM,
 	_KEY_MAX,
 };
 
@@ -200,6 +202,8 @@ enum kind {
 	KIND_ADDRESS,
 	KIND_CIDRS,
 	KIND_PREFIX,
+	KIND_BACKEND,
+	KIND_ROOM,
 };
 
 struct key_info {
@@ -245,6 +249,9 @@ static const struct key_info keys[_KEY_MAX] = {
 	 * property of each, and a default would reach udp ones too. */
 	[KEY_PROXY_PROTOCOL] = { .name = "proxy_protocol", .kind = KIND_BOOL, .def = false },
 	[KEY_PROXY_FROM] = { .name = "proxy_from", .kind = KIND_CIDRS },
+	/* Per listener only: a default would reach every listener. */
+	[KEY_BACKEND] = { .name = "backend", .kind = KIND_BACKEND },
+	[KEY_ROOM] = { .name = "room", .kind = KIND_ROOM },
 };
 
 enum top_key {
@@ -694,6 +701,33 @@ parse_value(struct parser *p, enum key k, const config_setting_t *s, struct keys
 			return false;
 		ks->str[k] = v;
 		return true;
+	case KIND_BACKEND: {
+		struct backend_url u;
+		const char *why = NULL;
+
+		if (!get_string(p, s, ki->name, &v))
+			return false;
+		if (backend_url_parse(v, &u, &why) < 0) {
+			/* Never echo the value: it may hold a password. */
+			error_s(p, s,
+				"backend: %s; allowed: \"redis://[USER:PASSWORD@]HOST[:PORT][/DB]\" or \"unix:PATH[?db=N]\"",
+				why ? why : "not a valid URL");
+			return false;
+		}
+		ks->str[k] = v;
+		return true;
+	}
+	case KIND_ROOM:
+		if (!get_string(p, s, ki->name, &v))
+			return false;
+		if (!backend_room_valid(v)) {
+			error_s(p, s,
+				"room: '%s' is not valid; allowed: 1-%d characters of A-Z a-z 0-9 _ . -",
+				v, LISTENER_NAME_MAX);
+			return false;
+		}
+		ks->str[k] = v;
+		return true;
 	case KIND_CIDRS:
 		if (!get_cidrs(p, s, ki->name, &ks->cidrs[k], &ks->n_cidrs[k]))
 			return false;
@@ -888,6 +922,13 @@ build_listener(const struct keyset *ks, const struct keyset *d, const config_set
 	if (!copy_cidrs(value_source(ks, d, KEY_PROXY_FROM), KEY_PROXY_FROM, &l->proxy_from,
 			&l->n_proxy_from))
 		return false;
+
+	/* Parsed once more: the keyset keeps the string only. */
+	if (ks->ok[KEY_BACKEND] &&
+	    backend_url_parse(ks->str[KEY_BACKEND], &l->backend, NULL) == 0)
+		l->has_backend = true;
+	snprintf(l->room, sizeof(l->room), "%s",
+		 ks->ok[KEY_ROOM] ? ks->str[KEY_ROOM] : l->name);
 	return true;
 }
 
@@ -929,6 +970,12 @@ check_listener(struct parser *p, const struct keyset *ks, const struct keyset *d
 		error_s(p, ks->where[KEY_MAX_LINE], "max_line applies only to service chat");
 	if (ks->where[KEY_PREFIX] && ks->ok[KEY_SERVICE] && !is(ks, KEY_SERVICE, SERVICE_ECHO))
 		error_s(p, ks->where[KEY_PREFIX], "prefix applies only to service echo");
+	if (ks->where[KEY_BACKEND] && ks->ok[KEY_SERVICE] && !is(ks, KEY_SERVICE, SERVICE_CHAT))
+		error_s(p, ks->where[KEY_BACKEND], "backend applies only to service chat");
+	else if (ks->where[KEY_BACKEND] && is(ks, KEY_PROTOCOL, PROTOCOL_UDP))
+		error_s(p, ks->where[KEY_BACKEND], "backend: not supported on udp listeners yet");
+	else if (ks->where[KEY_ROOM] && !ks->where[KEY_BACKEND])
+		error_s(p, ks->where[KEY_ROOM], "room applies only with a backend");
 	/* RFC 864 over udp answers every datagram with up to 512 bytes: the
 	 * textbook amplifier. */
 	if (is(ks, KEY_SERVICE, SERVICE_CHARGEN) && is(ks, KEY_PROTOCOL, PROTOCOL_UDP))
@@ -1390,7 +1437,10 @@ listener_config_equal(const struct listener_config *a, const struct listener_con
 	       cidrs_equal(a->allow, a->n_allow, b->allow, b->n_allow) &&
 	       cidrs_equal(a->deny, a->n_deny, b->deny, b->n_deny) &&
 	       streq_null(a->prefix, b->prefix) && a->proxy_protocol == b->proxy_protocol &&
-	       cidrs_equal(a->proxy_from, a->n_proxy_from, b->proxy_from, b->n_proxy_from);
+	       cidrs_equal(a->proxy_from, a->n_proxy_from, b->proxy_from, b->n_proxy_from) &&
+	       a->has_backend == b->has_backend &&
+	       (!a->has_backend || memcmp(&a->backend, &b->backend, sizeof(a->backend)) == 0) &&
+	       strcmp(a->room, b->room) == 0;
 }
 
 const struct listener_config *

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend-url.h"
 #include "cidr.h"
 
 enum protocol {
@@ -76,6 +77,11 @@ struct listener_config {
 	bool proxy_protocol;
 	struct cidr *proxy_from;
 	size_t n_proxy_from;
+	/* SPEC 12: a chat room shared through Redis (has_backend), as room
+	 * (the listener's name unless set). */
+	bool has_backend;
+	struct backend_url backend;
+	char room[LISTENER_NAME_MAX + 1];
 	int line;     /* where the listener starts in the file, for messages */
 };
 

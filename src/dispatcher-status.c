@@ -40,8 +40,8 @@ dispatcher_check_ready(struct dispatcher *d)
 void
 dispatcher_update_status(struct dispatcher *d, bool force)
 {
-	char s[sizeof(d->status)], extra[128] = "";
-	unsigned n = 0, failing = 0;
+	char s[sizeof(d->status)], extra[128] = "", down[64] = "";
+	unsigned n = 0, failing = 0, n_down = 0;
 	uint64_t clients = 0;
 
 	for (struct dlistener *dl = d->listeners; dl; dl = dl->next) {
@@ -49,6 +49,10 @@ dispatcher_update_status(struct dispatcher *d, bool force)
 			continue;
 		n++;
 		clients += atomic_load_explicit(&dl->stats->conns_now, memory_order_relaxed);
+		/* SPEC 12: an outage of a chat backend shows here. */
+		if (atomic_load_explicit(&dl->stats->backend, memory_order_relaxed) ==
+		    STATS_BACKEND_DOWN && ++n_down == 1)
+			snprintf(down, sizeof(down), "; backend of %s down", dl->cfg.name);
 		if (dl->failures > 0 && !dl->pid) {
 			failing++;
 			if (failing == 1)
@@ -58,8 +62,10 @@ dispatcher_update_status(struct dispatcher *d, bool force)
 	}
 	if (failing > 1)
 		snprintf(extra, sizeof(extra), "; %u listeners restarting", failing);
-	snprintf(s, sizeof(s), "%u listener%s, %" PRIu64 " client%s%s%s%s", n, n == 1 ? "" : "s",
-		 clients, clients == 1 ? "" : "s", extra, d->status_error[0] ? "; " : "",
+	if (n_down > 1)
+		snprintf(down, sizeof(down), "; %u backends down", n_down);
+	snprintf(s, sizeof(s), "%u listener%s, %" PRIu64 " client%s%s%s%s%s", n, n == 1 ? "" : "s",
+		 clients, clients == 1 ? "" : "s", extra, down, d->status_error[0] ? "; " : "",
 		 d->status_error);
 	if (!force && strcmp(s, d->status) == 0)
 		return;

@@ -682,7 +682,7 @@ handler_loop_run(struct listener_rt *lst, const struct conn_hub_ops *hub)
 		w->wake_fd = -1;
 		w->hub = hub;
 		/* A shared room (chat) spans the workers: sessions get locks. */
-		w->shared = n > 1 && lst->service->shared_room;
+		w->shared = (n > 1 || lst->foreign_senders) && lst->service->shared_room;
 		if (w->shared)
 			pthread_mutex_init(&w->pending_lock, NULL);
 		w->owner = pthread_self();

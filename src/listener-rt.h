@@ -34,6 +34,10 @@ struct listener_rt {
 	const uint8_t *udp_port_map; /* 65536-bit map of our UDP listener ports */
 	const struct service_ops *service;
 	void *service_state; /* chat room and the like */
+	/* Set by the service's listener_init: it sends to sessions from a
+	 * thread of its own (chat's backend), so even a single-threaded
+	 * model gives sessions locks and a cross-thread wake. */
+	bool foreign_senders;
 	struct udpguard guard;
 	int ready_fd; /* a byte goes here once serving; -1 after */
 	_Atomic unsigned clients; /* admitted stream connections in this process */

@@ -52,6 +52,12 @@ print_table(const struct config *c)
 			OPT("prefix=\"%s\" ", l->prefix);
 		if (l->proxy_protocol)
 			OPT("proxy_protocol proxy_from=%zu ", l->n_proxy_from);
+		if (l->has_backend) {
+			char url[BACKEND_URL_STR_MAX];
+
+			backend_url_redacted(&l->backend, url, sizeof(url));
+			OPT("backend=%s room=%s ", url, l->room);
+		}
 #undef OPT
 		if (o > 0 && o < sizeof(opts))
 			opts[o - 1] = '\0';

@@ -220,6 +220,14 @@ metrics_render(const struct metrics_global *g, const struct stats_view *v, size_
 	 * without any, the family is announced and empty. */
 	family(&o, "netechod_backend_up", "gauge",
 	       "Chat listeners with a backend: 1 connected to it, 0 not.");
+	for (size_t i = 0; i < n; i++) {
+		struct label l;
+
+		if (v[i].backend == STATS_BACKEND_NONE)
+			continue;
+		put(&o, "netechod_backend_up{listener=\"%s\"} %d\n", esc(&l, v[i].info.name),
+		    v[i].backend == STATS_BACKEND_UP);
+	}
 
 	if (o.oom) {
 		free(o.p);

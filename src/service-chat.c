@@ -1,8 +1,11 @@
+#include <string.h>
 #include <sys/mman.h>
 
+#include "backend-url.h"
 #include "chat.h"
 #include "dgram.h"
 #include "listener-rt.h"
+#include "log.h"
 #include "service.h"
 #include "session.h"
 
@@ -61,6 +64,26 @@ static const struct chat_udp_transport udp_transport = {
 	.send_to = u_send_to,
 };
 
+/* SPEC 12: one warning per outage, with the URL (never the password);
+ * netechod_backend_up and STATUS= read the gauge. Backend thread. */
+static void
+backend_state(void *ud, bool up, int error, const char *reason)
+{
+	struct listener_rt *l = ud;
+	char url[BACKEND_URL_STR_MAX];
+
+	STATS_SET(l, backend, up ? STATS_BACKEND_UP : STATS_BACKEND_DOWN);
+	backend_url_redacted(&l->cfg.backend, url, sizeof(url));
+	if (up)
+		log_listener(LOG_INFO, l->cfg.name, NULL, "backend %s up, room '%s'", url,
+			     l->cfg.room);
+	else
+		/* The reason says more than strerror(error) ("NOAUTH ..."). */
+		log_listener(LOG_WARNING, l->cfg.name, NULL,
+			     "backend %s unreachable (%s); the room serves local members only, retrying",
+			     url, reason && *reason ? reason : strerror(-error));
+}
+
 static int
 chat_listener_init(struct listener_rt *l)
 {
@@ -72,12 +95,21 @@ chat_listener_init(struct listener_rt *l)
 		.idle_timeout = l->cfg.idle_timeout,
 		.stats = l->stats,
 	};
+	bool backend = l->cfg.has_backend && l->cfg.protocol == PROTOCOL_TCP;
 	struct chat_state *st;
 	int r;
 
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
+	if (backend) {
+		cs.backend = &l->cfg.backend;
+		cs.room = l->cfg.room;
+		cs.backend_state = backend_state;
+		cs.backend_ud = l;
+		l->foreign_senders = true;
+		STATS_SET(l, backend, STATS_BACKEND_DOWN);
+	}
 	if (l->cfg.protocol == PROTOCOL_TCP) {
 		r = chat_room_new(&st->room, &cs, &transport);
 		if (r < 0) {
@@ -115,7 +147,10 @@ chat_listener_done(struct listener_rt *l)
 
 	if (!st)
 		return;
+	/* Stops the backend, after our members' leaves. */
 	chat_room_free(st->room);
+	if (l->cfg.has_backend)
+		STATS_SET(l, backend, STATS_BACKEND_NONE);
 	if (st->udp) {
 		chat_udp_done(st->udp);
 		munmap(st->udp, st->udp_size);

@@ -223,6 +223,7 @@ stats_snapshot(const struct stats_shared *s, struct stats_view *ret, size_t max)
 		v->chat_members = LOAD(st->chat_members);
 		v->chat_messages = LOAD(st->chat_messages);
 		v->restarts = LOAD(st->restarts);
+		v->backend = LOAD(st->backend);
 		n++;
 	}
 	qsort(ret, n, sizeof(*ret), by_name);

@@ -51,6 +51,15 @@ struct listener_stats {
 	_Atomic uint64_t chat_members; /* a gauge, stored by the room */
 	_Atomic uint64_t chat_messages;
 	_Atomic uint64_t restarts; /* kept by the dispatcher */
+	/* Chat with a backend (SPEC 12): enum stats_backend, a gauge. */
+	_Atomic uint64_t backend;
+};
+
+enum stats_backend {
+	STATS_BACKEND_NONE, /* no backend, or not serving */
+	STATS_BACKEND_DOWN,
+	STATS_BACKEND_UP,
+	_STATS_BACKEND_MAX,
 };
 
 #define STATS_ADD(l, field, n) atomic_fetch_add_explicit(&(l)->stats->field, (n), memory_order_relaxed)
@@ -119,6 +128,7 @@ struct stats_view {
 	uint64_t refused[_REFUSE_MAX];
 	uint64_t dropped[_DROP_MAX];
 	uint64_t chat_members, chat_messages, restarts;
+	uint64_t backend; /* enum stats_backend */
 };
 
 /* Copy every visible listener into ret (room for max), sorted by name;

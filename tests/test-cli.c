@@ -268,7 +268,10 @@ START_TEST(cli_check_lists_listeners_and_does_not_bind)
 		"    service = \"chat\"; enabled = false; },\n"
 		"  { name = \"behind-lb\"; protocol = \"tcp\"; port = 7004; model = \"epoll\";\n"
 		"    service = \"echo\"; proxy_protocol = true;\n"
-		"    proxy_from = [ \"10.0.0.5/32\", \"10.0.0.6/32\" ]; }\n"
+		"    proxy_from = [ \"10.0.0.5/32\", \"10.0.0.6/32\" ]; },\n"
+		"  { name = \"shared\"; protocol = \"tcp\"; port = 7005; model = \"epoll\";\n"
+		"    service = \"chat\"; backend = \"redis://bob:pa%%3Ass@[::1]:6380/2\";\n"
+		"    room = \"hall\"; }\n"
 		");\n";
 	char text[1024];
 	_cleanup_(closep) int busy_tcp = -1, busy_udp = -1;
@@ -307,6 +310,12 @@ START_TEST(cli_check_lists_listeners_and_does_not_bind)
 	ck_assert_msg(table_has_row(r.out, "behind-lb", "tcp", 7004, "epoll", "echo") &&
 			      strstr(r.out, "proxy_protocol proxy_from=2"),
 		      "no row saying behind-lb expects a PROXY header:\n%s", r.out);
+	/* The backend shows, its password never (SPEC 12). */
+	ck_assert_msg(table_has_row(r.out, "shared", "tcp", 7005, "epoll", "chat") &&
+			      strstr(r.out, "backend=redis://bob:***@[::1]:6380/2 room=hall"),
+		      "no row with shared's redacted backend and room:\n%s", r.out);
+	ck_assert_msg(!strstr(r.out, "pa:ss") && !strstr(r.out, "pa%3Ass"),
+		      "-t shows the backend's password:\n%s", r.out);
 	harness_output_free(&r);
 }
 END_TEST
@@ -370,6 +379,12 @@ static const struct bad_case bad_cases[] = {
 	  .keyword = "proxy_protocol", .keyword2 = "tcp" },
 	{ .what = "proxy_protocol without proxy_from", .extra = "proxy_protocol = true;", .line = 10,
 	  .keyword = "proxy_protocol", .keyword2 = "proxy_from" },
+	{ .what = "backend on echo", .extra = "backend = \"redis://h\";", .line = 10,
+	  .keyword = "backend", .keyword2 = "chat" },
+	{ .what = "bad backend URL", .service = "\"chat\"", .extra = "backend = \"redis://h:0\";",
+	  .line = 10, .keyword = "backend", .keyword2 = "port" },
+	{ .what = "bad room", .service = "\"chat\"",
+	  .extra = "backend = \"redis://h\"; room = \"a b\";", .line = 10, .keyword = "room" },
 	{ .what = "syntax error", .extra = "port2 = ;", .line = 10 },
 };
 

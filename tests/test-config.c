@@ -595,6 +595,71 @@ static const struct config_case proxy_cases[] = {
 };
 CASE_TEST(config_proxy, proxy_cases)
 
+static const struct config_case backend_cases[] = {
+	{ "backend_chat", ONE("tcp", "epoll", "chat", "backend = \"redis://127.0.0.1:6379/2\";"),
+	  NULL, 0 },
+	{ "backend_unix_room", ONE("tcp", "thread", "chat",
+				   "backend = \"unix:/run/redis.sock\"; room = \"lobby.1\";"),
+	  NULL, 0 },
+	{ "backend_echo", ONE("tcp", "poll", "echo", "backend = \"redis://localhost\";"),
+	  "listener 'a': backend applies only to service chat", 1 },
+	{ "backend_udp_chat", ONE("udp", "poll", "chat", "backend = \"redis://localhost\";"),
+	  "listener 'a': backend: not supported on udp listeners yet", 1 },
+	{ "backend_bad_port", ONE("tcp", "poll", "chat", "backend = \"redis://h:99999\";"),
+	  "listener 'a': backend: port out of range", 1 },
+	{ "backend_bad_scheme", ONE("tcp", "poll", "chat", "backend = \"http://h\";"),
+	  "listener 'a': backend: ", 1 },
+	{ "backend_no_password_echoed",
+	  ONE("tcp", "poll", "chat", "backend = \"redis://u:s3cret@h:0\";"),
+	  "listener 'a': backend: ", 1 },
+	{ "backend_not_string", ONE("tcp", "poll", "chat", "backend = 5;"),
+	  "listener 'a': backend: expected a string", 1 },
+	{ "room_bad", ONE("tcp", "poll", "chat",
+			  "backend = \"redis://h\"; room = \"no spaces\";"),
+	  "listener 'a': room: 'no spaces' is not valid", 1 },
+	{ "room_too_long", ONE("tcp", "poll", "chat",
+			       "backend = \"redis://h\"; room = \"123456789012345678901234567890123\";"),
+	  "listener 'a': room: '123456789012345678901234567890123' is not valid", 1 },
+	{ "room_without_backend", ONE("tcp", "poll", "chat", "room = \"x\";"),
+	  "listener 'a': room applies only with a backend", 1 },
+	{ "backend_in_defaults", DEFAULTS("backend = \"redis://h\";", VALID),
+	  "defaults: 'backend' cannot be set in defaults, only per listener", 1 },
+};
+CASE_TEST(config_backend, backend_cases)
+
+START_TEST(config_backend_room_defaults_to_name)
+{
+	struct config *c = NULL;
+	struct config_errors e = { 0 };
+	int r = config_load_string(ONE("tcp", "epoll", "chat", "backend = \"redis://:pw@h/3\";"),
+				   "t.conf", NULL, &c, &e);
+
+	ck_assert_int_eq(r, 0);
+	ck_assert(c->listeners[0].has_backend);
+	ck_assert_str_eq(c->listeners[0].room, "a");
+	ck_assert_str_eq(c->listeners[0].backend.password, "pw");
+	ck_assert_uint_eq(c->listeners[0].backend.db, 3);
+	config_free(c);
+	config_errors_clear(&e);
+}
+END_TEST
+
+START_TEST(config_backend_error_hides_the_password)
+{
+	struct config *c = NULL;
+	struct config_errors e = { 0 };
+	int r = config_load_string(ONE("tcp", "poll", "chat",
+				       "backend = \"redis://u:s3cret@h:0\";"),
+				   "t.conf", NULL, &c, &e);
+
+	ck_assert_int_eq(r, CONFIG_E_INVALID);
+	ck_assert_uint_ge(e.n_errors, 1);
+	for (size_t i = 0; i < e.n_errors; i++)
+		ck_assert_ptr_null(strstr(e.errors[i].message, "s3cret"));
+	config_errors_clear(&e);
+}
+END_TEST
+
 static const struct config_case bind_cases[] = {
 	{ "bind_same_star", TWO("port = 7; " BIND("tcp", "*"), "port = 7; " BIND("tcp", "*")),
 	  "listener 'b': tcp port 7 address '*' conflicts with listener 'a' at line 1", 2 },
@@ -1549,6 +1614,9 @@ config_suite(void)
 	LOOP("prefix", config_prefix, prefix_cases);
 	LOOP("allow_deny", config_allow_deny, cidr_cases);
 	LOOP("proxy", config_proxy, proxy_cases);
+	LOOP("backend", config_backend, backend_cases);
+	tcase_add_test(tc, config_backend_room_defaults_to_name);
+	tcase_add_test(tc, config_backend_error_hides_the_password);
 	LOOP("duplicate_binds", config_duplicate_binds, bind_cases);
 	LOOP("defaults_group", config_defaults_group, defaults_cases);
 	LOOP("parse_errors", config_parse_errors, parse_cases);

@@ -91,6 +91,7 @@ START_TEST(metrics_render_values_and_reasons)
 	v[2].chat_members = 5;
 	v[2].chat_messages = 77;
 	v[2].restarts = 1;
+	v[2].backend = STATS_BACKEND_DOWN;
 	out = render(v, 3);
 	ck_assert_ptr_nonnull(strstr(out, "netechod_connections_total{listener=\"e\"} 12\n"));
 	ck_assert_ptr_nonnull(strstr(out, "netechod_refused_total{listener=\"e\",reason=\"per_source\"} 3\n"));
@@ -105,6 +106,13 @@ START_TEST(metrics_render_values_and_reasons)
 	ck_assert_ptr_null(strstr(out, "netechod_datagrams_received_total{listener=\"e\"}"));
 	ck_assert_ptr_null(strstr(out, "netechod_dropped_total{listener=\"e\""));
 	ck_assert_ptr_null(strstr(out, "netechod_chat_members{listener=\"u\"}"));
+	/* netechod_backend_up: chat listeners with a backend only. */
+	ck_assert_ptr_nonnull(strstr(out, "netechod_backend_up{listener=\"c\"} 0\n"));
+	ck_assert_ptr_null(strstr(out, "netechod_backend_up{listener=\"e\"}"));
+	free(out);
+	v[2].backend = STATS_BACKEND_UP;
+	out = render(v, 3);
+	ck_assert_ptr_nonnull(strstr(out, "netechod_backend_up{listener=\"c\"} 1\n"));
 	free(out);
 }
 END_TEST

@@ -16,6 +16,10 @@
 	"{ name = \"" name "\"; protocol = \"tcp\"; port = " #port "; model = \"poll\"; "          \
 	"service = \"echo\"; " extra " }"
 
+#define CHAT(name, port, extra)                                                                  \
+	"{ name = \"" name "\"; protocol = \"tcp\"; port = " #port "; model = \"epoll\"; "         \
+	"service = \"chat\"; " extra " }"
+
 static struct config *
 load(const char *text)
 {
@@ -100,6 +104,22 @@ static const struct plan_case {
 	  "listeners = ( " L("a", 7001, "") ", " L("b", 7002, "") " );",
 	  "listeners = ( " L("b", 7002, "") ", " L("a", 7001, "") " );",
 	  "keep b, keep a" },
+	{ "a new backend restarts",
+	  "listeners = ( " L("a", 7001, "") ", " CHAT("b", 7002, "") " );",
+	  "listeners = ( " L("a", 7001, "") ", " CHAT("b", 7002, "backend = \"redis://h\";") " );",
+	  "keep a, restart b" },
+	{ "another backend server restarts",
+	  "listeners = ( " CHAT("b", 7002, "backend = \"redis://h\";") " );",
+	  "listeners = ( " CHAT("b", 7002, "backend = \"redis://h/1\";") " );",
+	  "restart b" },
+	{ "another room restarts",
+	  "listeners = ( " CHAT("b", 7002, "backend = \"redis://h\";") " );",
+	  "listeners = ( " CHAT("b", 7002, "backend = \"redis://h\"; room = \"x\";") " );",
+	  "restart b" },
+	{ "the same backend and room keep it",
+	  "listeners = ( " CHAT("b", 7002, "backend = \"redis://h:6379\"; room = \"x\";") " );",
+	  "listeners = ( " CHAT("b", 7002, "room = \"x\"; backend = \"redis://h\";") " );",
+	  "keep b" },
 	{ "a global setting restarts no listener",
 	  "log_level = \"info\";\nlisteners = ( " L("a", 7001, "") " );",
 	  "log_level = \"debug\";\nlisteners = ( " L("a", 7001, "") " );",

@@ -1,0 +1,703 @@
+/* Chat across instances (SPEC section 12): a real redis-server and two or
+ * three netechod instances, of different models, on one room. Lines are
+ * compared as the chat contract writes them (SPEC section 5). "Nothing
+ * else arrives" is never a sleep: the client sends a marker (/who) and
+ * the next line must be its answer. Every wait is bounded. */
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "harness.h"
+#include "util.h"
+
+#define TCASE_TIMEOUT 120
+#define IO_MS HARNESS_IO_TIMEOUT_MS
+/* The backend retries at most 5 s apart (SPEC 12); give it twice that. */
+#define RECONNECT_MS 15000
+/* Lost within 40 s (SPEC 12), and some slack. */
+#define LOST_MS 45000
+#define HOST "127.0.0.1"
+#define N_INST 3
+
+static struct hredis rs;
+static struct hdaemon inst[N_INST];
+static struct hl_listener lst[N_INST];
+/* Instance 0 may also serve metrics. */
+static struct hl_listener lst0[2];
+static char extra[N_INST][256];
+static bool started[N_INST];
+
+struct conn {
+	int fd;
+	size_t have;
+	char buf[65536];
+};
+
+static void
+setup(void)
+{
+	(void)signal(SIGPIPE, SIG_IGN);
+	rs = (struct hredis){ 0 };
+	memset(started, 0, sizeof(started));
+}
+
+static void
+teardown(void)
+{
+	for (int i = 0; i < N_INST; i++)
+		if (started[i]) {
+			int st = harness_stop(&inst[i], SIGTERM);
+
+			started[i] = false;
+			ck_assert_msg(st == 0, "instance %d: exit %d", i, st);
+		}
+	(void)harness_redis_stop(&rs);
+}
+
+/* Instance i: one chat listener "a", "b" or "c" with model, in room
+ * "hall"; instance 0 with a metrics listener too when metrics. */
+static void
+start_inst_more(int i, const char *model, bool metrics, const char *more)
+{
+	static const char *const names[N_INST] = { "a", "b", "c" };
+	int r;
+
+	snprintf(extra[i], sizeof(extra[i]),
+		 "backend = \"redis://127.0.0.1:%u\"; room = \"hall\"; %s", rs.port, more);
+	lst[i] = (struct hl_listener){ .name = names[i], .protocol = "tcp", .model = model,
+				       .service = "chat", .extra = extra[i] };
+	inst[i] = (struct hdaemon){ 0 };
+	if (metrics) {
+		lst0[0] = lst[i];
+		lst0[1] = (struct hl_listener){ .name = "metrics", .protocol = "tcp",
+						.model = "poll", .service = "metrics" };
+		r = harness_start(&inst[i], lst0, 2, "log_level = \"info\";");
+		lst[i].port = lst0[0].port;
+	} else
+		r = harness_start(&inst[i], &lst[i], 1, "log_level = \"info\";");
+	ck_assert_msg(r == 0, "instance %d (%s) did not start: %d", i, model, r);
+	started[i] = true;
+}
+
+static void
+start_inst_full(int i, const char *model, bool metrics)
+{
+	start_inst_more(i, model, metrics, "");
+}
+
+static void
+start_inst_nowait(int i, const char *model)
+{
+	start_inst_full(i, model, false);
+}
+
+/* GET /metrics from instance 0: does the body hold want? */
+static bool
+metrics_have(const char *want)
+{
+	static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+	int fd = harness_tcp_connect(lst0[1].port);
+	char *body = NULL;
+	bool found;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(harness_send_all(fd, req, sizeof(req) - 1, IO_MS), 0);
+	ck_assert_int_ge(harness_recv_until_eof(fd, &body, 1 << 20, IO_MS), 0);
+	close(fd);
+	found = strstr(body, want) != NULL;
+	free(body);
+	return found;
+}
+
+/* ... and wait until its backend is up. */
+static void
+start_inst(int i, const char *model)
+{
+	start_inst_nowait(i, model);
+	ck_assert_msg(harness_wait_log(&inst[i], "up, room 'hall'", RECONNECT_MS),
+		      "instance %d (%s): backend never came up", i, model);
+}
+
+/* One line without its CRLF into out; 0, -ETIMEDOUT, or -ECONNRESET
+ * (closed). */
+static int
+read_line(struct conn *c, char *out, size_t size, int timeout_ms)
+{
+	for (;;) {
+		char *eol = memmem(c->buf, c->have, "\r\n", 2);
+		ssize_t n;
+
+		if (eol) {
+			size_t len = (size_t)(eol - c->buf);
+
+			snprintf(out, size, "%.*s", (int)len, c->buf);
+			c->have -= len + 2;
+			memmove(c->buf, eol + 2, c->have);
+			return 0;
+		}
+		if (c->have == sizeof(c->buf))
+			return -EMSGSIZE;
+		n = harness_recv_timeout(c->fd, c->buf + c->have, sizeof(c->buf) - c->have,
+					 timeout_ms);
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0)
+			return (int)n;
+		c->have += (size_t)n;
+	}
+}
+
+/* The next line must be want. */
+static void
+expect_next(struct conn *c, const char *who, const char *want)
+{
+	char line[8192];
+	int r = read_line(c, line, sizeof(line), IO_MS);
+
+	ck_assert_msg(r == 0, "%s: expected '%s', got error %d", who, want, r);
+	ck_assert_msg(strcmp(line, want) == 0, "%s: expected '%s', got '%s'", who, want, line);
+}
+
+/* Some line within timeout_ms must start with want; others before it are
+ * skipped (a rejoin after an outage, say). */
+static void
+expect_soon(struct conn *c, const char *who, const char *want, int timeout_ms)
+{
+	char line[8192];
+
+	for (;;) {
+		int r = read_line(c, line, sizeof(line), timeout_ms);
+
+		ck_assert_msg(r == 0, "%s: waited for '%s', got error %d", who, want, r);
+		if (strncmp(line, want, strlen(want)) == 0)
+			return;
+	}
+}
+
+static void
+say(struct conn *c, const char *text)
+{
+	char buf[1024];
+	int n = snprintf(buf, sizeof(buf), "%s\n", text);
+
+	ck_assert_int_eq(harness_send_all(c->fd, buf, (size_t)n, IO_MS), 0);
+}
+
+static struct conn *
+connect_to(int i)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+
+	ck_assert_ptr_nonnull(c);
+	c->fd = harness_tcp_connect(lst[i].port);
+	ck_assert_int_ge(c->fd, 0);
+	return c;
+}
+
+static void
+conn_free(struct conn *c)
+{
+	if (!c)
+		return;
+	close(c->fd);
+	free(c);
+}
+
+/* Join instance i as name; "you are" must say online. */
+static struct conn *
+join(int i, const char *name, unsigned online)
+{
+	struct conn *c = connect_to(i);
+	char want[128];
+
+	expect_soon(c, name, "* welcome to ", IO_MS);
+	say(c, name);
+	snprintf(want, sizeof(want), "* you are %s@" HOST "; %u online", name, online);
+	expect_next(c, name, want);
+	return c;
+}
+
+/* Nothing arrived for c before the answer to a /who. */
+static void
+expect_quiet(struct conn *c, const char *who, unsigned online)
+{
+	char want[64];
+
+	say(c, "/who");
+	snprintf(want, sizeof(want), "* %u online: ", online);
+	{
+		char line[8192];
+		int r = read_line(c, line, sizeof(line), IO_MS);
+
+		ck_assert_msg(r == 0, "%s: no answer to /who (%d)", who, r);
+		ck_assert_msg(strncmp(line, want, strlen(want)) == 0,
+			      "%s: expected '%s...', got '%s'", who, want, line);
+	}
+}
+
+/* Ask /who until its answer is want: after an outage the instances learn
+ * of each other again in their own time (a member heard as lost comes
+ * back with a join). Bounded by timeout_ms. */
+static void
+who_until(struct conn *c, const char *who, const char *want, int timeout_ms)
+{
+	uint64_t end = now_usec() + (uint64_t)timeout_ms * 1000;
+	char line[8192] = "";
+
+	while (now_usec() < end) {
+		int r;
+
+		say(c, "/who");
+		do
+			r = read_line(c, line, sizeof(line), IO_MS);
+		while (r == 0 && strstr(line, " online: ") == NULL);
+		ck_assert_msg(r == 0, "%s: no answer to /who (%d)", who, r);
+		if (strcmp(line, want) == 0)
+			return;
+	}
+	ck_abort_msg("%s: /who never said '%s'; last '%s'", who, want, line);
+}
+
+/* The connection gets line, then is closed. */
+static void
+expect_refused(struct conn *c, const char *who, const char *line_want)
+{
+	char line[8192];
+	int r;
+
+	expect_next(c, who, line_want);
+	r = read_line(c, line, sizeof(line), IO_MS);
+	ck_assert_msg(r == -ECONNRESET, "%s: expected a close, got %d '%s'", who, r,
+		      r == 0 ? line : "");
+}
+
+START_TEST(backend_one_room_across_models)
+{
+	struct conn *alice, *bob, *carol, *dave;
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst(0, "epoll");
+	start_inst(1, "thread");
+	start_inst(2, "fork");
+
+	alice = join(0, "alice", 1);
+	bob = join(1, "bob", 2);
+	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+	carol = join(2, "carol", 3);
+	expect_next(alice, "alice", "* carol@" HOST " joined; 3 online");
+	expect_next(bob, "bob", "* carol@" HOST " joined; 3 online");
+
+	/* Messages and /me reach every instance. */
+	say(alice, "hello from a");
+	expect_next(bob, "bob", "<alice> hello from a");
+	expect_next(carol, "carol", "<alice> hello from a");
+	say(bob, "/me waves");
+	expect_next(alice, "alice", "* bob waves");
+	expect_next(carol, "carol", "* bob waves");
+
+	/* /who lists the whole room: ours first, then the others'. */
+	say(bob, "/who");
+	expect_next(bob, "bob", "* 3 online: bob@" HOST ", alice@" HOST ", carol@" HOST);
+
+	/* A name is unique in the whole room, in any case. */
+	dave = connect_to(1);
+	expect_soon(dave, "dave", "* welcome to b (3 online)", IO_MS);
+	say(dave, "alice");
+	expect_next(dave, "dave", "! name \"alice\" is taken");
+	say(dave, "CAROL");
+	expect_next(dave, "dave", "! name \"CAROL\" is taken");
+	say(dave, "dave");
+	expect_next(dave, "dave", "* you are dave@" HOST "; 4 online");
+	expect_next(alice, "alice", "* dave@" HOST " joined; 4 online");
+	expect_next(bob, "bob", "* dave@" HOST " joined; 4 online");
+	expect_next(carol, "carol", "* dave@" HOST " joined; 4 online");
+
+	/* /msg across instances reaches its addressee only. */
+	say(alice, "/msg carol psst");
+	expect_next(carol, "carol", "<alice> (private) psst");
+	expect_quiet(bob, "bob", 4);
+	say(carol, "/msg nobody hi");
+	expect_next(carol, "carol", "! no such user \"nobody\"");
+
+	/* /nick across: the old name is free again, the new one taken. */
+	say(carol, "/nick carla");
+	expect_next(carol, "carol", "* you are now carla");
+	expect_next(alice, "alice", "* carol is now carla");
+	expect_next(bob, "bob", "* carol is now carla");
+	expect_next(dave, "dave", "* carol is now carla");
+	say(dave, "/nick alice");
+	expect_next(dave, "dave", "! name \"alice\" is taken");
+
+	/* Leaves, with a reason. */
+	say(bob, "/quit see you");
+	expect_next(alice, "alice", "* bob left (see you); 3 online");
+	expect_next(carol, "carol", "* bob left (see you); 3 online");
+	expect_next(dave, "dave", "* bob left (see you); 3 online");
+	conn_free(dave);
+	expect_next(alice, "alice", "* dave left; 2 online");
+	expect_next(carol, "carol", "* dave left; 2 online");
+
+	/* A name and a line in one write: the line waits for the claim. */
+	dave = connect_to(1);
+	expect_soon(dave, "dave", "* welcome to b (2 online)", IO_MS);
+	ck_assert_int_eq(harness_send_all(dave->fd, "dave\nfirst words\n", 17, IO_MS), 0);
+	expect_next(dave, "dave", "* you are dave@" HOST "; 3 online");
+	expect_next(alice, "alice", "* dave@" HOST " joined; 3 online");
+	expect_next(alice, "alice", "<dave> first words");
+	expect_next(carol, "carol", "* dave@" HOST " joined; 3 online");
+	expect_next(carol, "carol", "<dave> first words");
+	conn_free(dave);
+	expect_next(alice, "alice", "* dave left; 2 online");
+	expect_next(carol, "carol", "* dave left; 2 online");
+
+	/* Text from elsewhere is sanitized again: controls never arrive. */
+	say(carol, "tab\there");
+	expect_next(alice, "alice", "<carla> tab\there");
+
+	conn_free(alice);
+	conn_free(bob);
+	conn_free(carol);
+}
+END_TEST
+
+/* Right after READY=1 the backend may still be connecting: a newcomer's
+ * name waits for it instead of being refused. */
+START_TEST(backend_newcomer_at_start_waits_for_the_backend)
+{
+	struct conn *alice, *bob;
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst_nowait(0, "epoll");
+	start_inst_nowait(1, "thread");
+	alice = join(0, "alice", 1);
+	ck_assert_msg(harness_wait_log(&inst[1], "up, room 'hall'", RECONNECT_MS),
+		      "b: backend never came up");
+	bob = join(1, "bob", 2);
+	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+	conn_free(alice);
+	conn_free(bob);
+}
+END_TEST
+
+/* A reload that changes room restarts the listener (SPEC 12). */
+START_TEST(backend_reload_with_another_room_restarts)
+{
+	struct conn *alice, *bob;
+	char line[256];
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst(0, "epoll");
+	start_inst(1, "poll");
+	alice = join(0, "alice", 1);
+	bob = join(1, "bob", 2);
+	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+
+	snprintf(extra[0], sizeof(extra[0]),
+		 "backend = \"redis://127.0.0.1:%u\"; room = \"elsewhere\";", rs.port);
+	ck_assert_int_eq(harness_write_config(&inst[0], &lst[0], 1, "log_level = \"info\";"), 0);
+	ck_assert_int_eq(harness_signal(&inst[0], SIGHUP), 0);
+	expect_next(alice, "alice", "* server shutting down");
+	ck_assert_int_eq(read_line(alice, line, sizeof(line), IO_MS), -ECONNRESET);
+	expect_next(bob, "bob", "* alice left; 1 online");
+	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'elsewhere'", RECONNECT_MS),
+		      "a: the new room never came up");
+	conn_free(alice);
+	/* The new room is another room: bob is not in it. */
+	alice = join(0, "alice", 1);
+	conn_free(alice);
+	conn_free(bob);
+}
+END_TEST
+
+START_TEST(backend_lines_arrive_in_order)
+{
+	struct conn *alice, *bob;
+	static char burst[200 * 32];
+	size_t len = 0;
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst(0, "epoll");
+	start_inst(1, "thread");
+	alice = join(0, "alice", 1);
+	bob = join(1, "bob", 2);
+	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+
+	for (int i = 0; i < 200; i++)
+		len += (size_t)snprintf(burst + len, sizeof(burst) - len, "line %03d\n", i);
+	ck_assert_int_eq(harness_send_all(alice->fd, burst, len, IO_MS), 0);
+	for (int i = 0; i < 200; i++) {
+		char want[32];
+
+		snprintf(want, sizeof(want), "<alice> line %03d", i);
+		expect_next(bob, "bob", want);
+	}
+	expect_quiet(bob, "bob", 2);
+	conn_free(alice);
+	conn_free(bob);
+}
+END_TEST
+
+START_TEST(backend_sigterm_tells_the_others)
+{
+	struct conn *alice, *al2, *bob;
+	char line[256];
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst(0, "epoll");
+	start_inst(1, "fork");
+	alice = join(0, "alice", 1);
+	al2 = join(0, "al2", 2);
+	expect_next(alice, "alice", "* al2@" HOST " joined; 2 online");
+	bob = join(1, "bob", 3);
+	expect_next(alice, "alice", "* bob@" HOST " joined; 3 online");
+	expect_next(al2, "al2", "* bob@" HOST " joined; 3 online");
+
+	ck_assert_int_eq(harness_signal(&inst[0], SIGTERM), 0);
+	expect_next(alice, "alice", "* server shutting down");
+	expect_next(al2, "al2", "* server shutting down");
+	/* The others hear each of them leave, not a shutdown. */
+	expect_next(bob, "bob", "* alice left; 2 online");
+	expect_next(bob, "bob", "* al2 left; 1 online");
+	ck_assert_int_eq(harness_wait_exit(&inst[0], HARNESS_STOP_TIMEOUT_MS), 0);
+	started[0] = false;
+	(void)harness_stop(&inst[0], SIGTERM);
+	ck_assert_int_eq(read_line(alice, line, sizeof(line), IO_MS), -ECONNRESET);
+	expect_quiet(bob, "bob", 1);
+	conn_free(alice);
+	conn_free(al2);
+	conn_free(bob);
+}
+END_TEST
+
+START_TEST(backend_outage_and_reconnect)
+{
+	struct conn *alice, *bob, *late;
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst(0, "epoll");
+	start_inst(1, "thread");
+	alice = join(0, "alice", 1);
+	bob = join(1, "bob", 2);
+	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+
+	ck_assert_int_eq(harness_redis_kill(&rs), 0);
+	ck_assert_msg(harness_wait_log(&inst[0], "unreachable", RECONNECT_MS),
+		      "a: no warning about the outage");
+	/* Members go on talking among themselves... */
+	ck_assert_int_eq(harness_wait_log(&inst[1], "unreachable", RECONNECT_MS), true);
+	/* ...a newcomer is let go. */
+	late = connect_to(0);
+	expect_refused(late, "late", "! room unavailable, try again later");
+	conn_free(late);
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	expect_soon(alice, "alice", "* reconnected; messages sent while disconnected are lost",
+		    RECONNECT_MS);
+	expect_soon(bob, "bob", "* reconnected; messages sent while disconnected are lost",
+		    RECONNECT_MS);
+	/* Both registered again: the room works across instances again. */
+	say(alice, "after the outage");
+	expect_soon(bob, "bob", "<alice> after the outage", IO_MS);
+	who_until(bob, "bob", "* 2 online: bob@" HOST ", alice@" HOST, RECONNECT_MS);
+	who_until(alice, "alice", "* 2 online: alice@" HOST ", bob@" HOST, RECONNECT_MS);
+	{
+		char *log = harness_log_read(&inst[0]);
+		const char *p = log ? strstr(log, "unreachable") : NULL;
+
+		ck_assert_ptr_nonnull(p);
+		ck_assert_msg(!strstr(p + 1, "unreachable"), "a: more than one warning per outage");
+		free(log);
+	}
+	conn_free(alice);
+	conn_free(bob);
+}
+END_TEST
+
+START_TEST(backend_started_without_redis)
+{
+	struct conn *c;
+	int down;
+
+	ck_assert_int_eq(harness_free_port(SOCK_STREAM, "127.0.0.1", &rs.port), 0);
+	start_inst_full(0, "poll", true);
+	ck_assert_msg(harness_wait_log(&inst[0], "unreachable", RECONNECT_MS),
+		      "a: no warning about the missing backend");
+	/* The outage shows in STATUS= and netechod_backend_up (SPEC 12). */
+	down = harness_wait_notify_from(&inst[0], "STATUS=2 listeners, 0 clients; backend of a down",
+					0, RECONNECT_MS);
+	ck_assert_msg(down >= 0, "a: STATUS= never showed the outage");
+	ck_assert(metrics_have("netechod_backend_up{listener=\"a\"} 0\n"));
+	ck_assert(!metrics_have("netechod_backend_up{listener=\"metrics\"}"));
+	c = connect_to(0);
+	expect_refused(c, "early", "! room unavailable, try again later");
+	conn_free(c);
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
+		      "a: backend never came up");
+	ck_assert(metrics_have("netechod_backend_up{listener=\"a\"} 1\n"));
+	ck_assert_msg(harness_wait_notify_from(&inst[0], "STATUS=2 listeners, 0 clients",
+					       (size_t)down + 1, RECONNECT_MS) >= 0,
+		      "a: STATUS= never showed the backend back");
+	c = join(0, "alice", 1);
+	conn_free(c);
+}
+END_TEST
+
+/* An instance that stalls past the key ttl is lost to the others (SPEC 12:
+ * within 40 s); its name may be taken meanwhile, and when it comes back
+ * its member becomes NAME-2. */
+START_TEST(backend_lost_instance_and_name_taken_meanwhile)
+{
+	struct conn *alice, *bob, *other;
+	pid_t handler;
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst(0, "epoll");
+	start_inst(1, "thread");
+	alice = join(0, "alice", 1);
+	bob = join(1, "bob", 2);
+	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+
+	handler = harness_handler_pid(inst[0].pid, "tcp", lst[0].port);
+	ck_assert_int_gt(handler, 0);
+	ck_assert_int_eq(kill(handler, SIGSTOP), 0);
+	expect_soon(bob, "bob", "* alice left (instance lost); 1 online", LOST_MS);
+	other = join(1, "alice", 2);
+	expect_next(bob, "bob", "* alice@" HOST " joined; 2 online");
+	ck_assert_int_eq(kill(handler, SIGCONT), 0);
+
+	expect_soon(alice, "alice", "* reconnected; messages sent while disconnected are lost",
+		    RECONNECT_MS);
+	expect_soon(alice, "alice", "* you are now alice-2", RECONNECT_MS);
+	expect_soon(bob, "bob", "* alice-2@" HOST " joined; 3 online", RECONNECT_MS);
+	say(alice, "back");
+	expect_soon(bob, "bob", "<alice-2> back", IO_MS);
+	expect_soon(other, "other", "<alice-2> back", IO_MS);
+	conn_free(alice);
+	conn_free(bob);
+	conn_free(other);
+}
+END_TEST
+
+/* The password is never logged: the warning shows the URL redacted. */
+START_TEST(backend_password_stays_out_of_the_log)
+{
+	char *log;
+	int r;
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	/* The server has no password: AUTH fails, the backend is down. */
+	snprintf(extra[0], sizeof(extra[0]),
+		 "backend = \"redis://:s3cr3t-pw@127.0.0.1:%u/0\";", rs.port);
+	lst[0] = (struct hl_listener){ .name = "a", .protocol = "tcp", .model = "poll",
+				       .service = "chat", .extra = extra[0] };
+	inst[0] = (struct hdaemon){ 0 };
+	r = harness_start(&inst[0], &lst[0], 1, "log_level = \"debug\";");
+	ck_assert_int_eq(r, 0);
+	started[0] = true;
+	ck_assert_msg(harness_wait_log(&inst[0], "backend redis://:***@127.0.0.1:", RECONNECT_MS),
+		      "no warning with the redacted URL");
+	log = harness_log_read(&inst[0]);
+	ck_assert_ptr_nonnull(log);
+	ck_assert_msg(!strstr(log, "s3cr3t-pw"), "the password is in the log:\n%s", log);
+	free(log);
+}
+END_TEST
+
+/* Every model's transport delivers what the backend thread hands it. */
+static const struct model_case {
+	const char *model;
+	const char *more;
+} model_cases[] = {
+	{ "fork", "" },  { "thread", "" }, { "select", "" },
+	{ "poll", "" },  { "epoll", "" },  { "epoll", "workers = 2;" },
+};
+
+START_TEST(backend_every_model_talks_both_ways)
+{
+	const struct model_case *mc = &model_cases[_i];
+	struct conn *alice, *bob;
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst_more(0, mc->model, false, mc->more);
+	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
+		      "%s %s: backend never came up", mc->model, mc->more);
+	start_inst(1, "epoll");
+	alice = join(0, "alice", 1);
+	bob = join(1, "bob", 2);
+	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+	say(bob, "to a");
+	expect_next(alice, "alice", "<bob> to a");
+	say(alice, "to b");
+	expect_next(bob, "bob", "<alice> to b");
+	say(bob, "/msg alice secret");
+	expect_next(alice, "alice", "<bob> (private) secret");
+	say(alice, "/who");
+	expect_next(alice, "alice", "* 2 online: alice@" HOST ", bob@" HOST);
+	conn_free(bob);
+	expect_next(alice, "alice", "* bob left; 1 online");
+	conn_free(alice);
+}
+END_TEST
+
+static Suite *
+chat_backend_net_suite(void)
+{
+	Suite *s = suite_create("chat-backend-net");
+	TCase *tc;
+
+	tc = tcase_create("room");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tcase_add_test(tc, backend_one_room_across_models);
+	tcase_add_test(tc, backend_lines_arrive_in_order);
+	tcase_add_test(tc, backend_newcomer_at_start_waits_for_the_backend);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("models");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tcase_add_loop_test(tc, backend_every_model_talks_both_ways, 0, ELEMENTSOF(model_cases));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("stop");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tcase_add_test(tc, backend_sigterm_tells_the_others);
+	tcase_add_test(tc, backend_reload_with_another_room_restarts);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("outage");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tcase_add_test(tc, backend_outage_and_reconnect);
+	tcase_add_test(tc, backend_started_without_redis);
+	tcase_add_test(tc, backend_password_stays_out_of_the_log);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("lost");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tcase_add_test(tc, backend_lost_instance_and_name_taken_meanwhile);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(int argc, char **argv)
+{
+	if (!harness_redis_server_bin()) {
+		printf("redis-server is not installed (Debian: apt-get install redis-server): "
+		       "skipped\n");
+		return HARNESS_EXIT_SKIP;
+	}
+	return harness_main(chat_backend_net_suite(), argc, argv);
+}
