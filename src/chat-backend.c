@@ -139,6 +139,10 @@ struct chat_backend {
 	char fail_reason[128];
 	uint64_t backoff;
 	struct loop_timer retry_timer, heartbeat_timer, kick_timer, teardown_timer, stop_timer;
+	/* Armed at the loop's "now" by the first event of a wake-up: it runs
+	 * after this wake-up's I/O callbacks (loop.c runs timers last), so
+	 * ops->flush follows the burst. */
+	struct loop_timer flush_timer;
 	struct peer *peers;
 	size_t n_peers;
 	uint64_t tick;
@@ -393,6 +397,25 @@ member_remove(struct chat_backend *b, struct peer *p, const char *name, size_t n
 
 /* Keep what we know of p's members in step with ev. */
 static void
+flush_cb(struct loop *l, struct loop_timer *t, void *userdata)
+{
+	struct chat_backend *b = userdata;
+
+	(void)l;
+	(void)t;
+	b->ops->flush(b->ud);
+}
+
+/* Hand ev to the room, and have the burst it is part of flushed. */
+static void
+deliver(struct chat_backend *b, const struct chat_wire_event *ev)
+{
+	b->ops->event(b->ud, ev);
+	if (b->ops->flush && !b->flush_timer.deadline)
+		loop_timer_set(b->loop, &b->flush_timer, loop_now(b->loop), flush_cb, b);
+}
+
+static void
 track(struct chat_backend *b, struct peer *p, const struct chat_wire_event *ev)
 {
 	switch (ev->type) {
@@ -443,7 +466,7 @@ on_payload(struct chat_backend *b, bool own_channel, const char *s, size_t n)
 	p->live++;
 	track(b, p, &ev);
 	atomic_fetch_add(&b->st_received, 1);
-	b->ops->event(b->ud, &ev);
+	deliver(b, &ev);
 }
 
 static void
@@ -702,7 +725,7 @@ snapshot_member(struct chat_backend *b, struct peer *p, const redisReply *name,
 	if (member_find(p, ev.a, ev.a_len) >= 0)
 		return;
 	member_add(b, p, ev.a, ev.a_len);
-	b->ops->event(b->ud, &ev);
+	deliver(b, &ev);
 	return;
 bad:
 	atomic_fetch_add(&b->st_malformed, 1);
@@ -730,7 +753,7 @@ snapshot_leaves(struct chat_backend *b, struct peer *p, const redisReply *r)
 		p->members[i] = p->members[--p->n_members];
 		b->n_remote_members--;
 		if (chat_wire_decode(line, (size_t)n, &ev) == 0)
-			b->ops->event(b->ud, &ev);
+			deliver(b, &ev);
 	}
 }
 
@@ -1187,6 +1210,10 @@ thread_main(void *userdata)
 	loop_timer_set(b->loop, &b->kick_timer, 0, NULL, NULL);
 	loop_timer_set(b->loop, &b->teardown_timer, 0, NULL, NULL);
 	loop_timer_set(b->loop, &b->stop_timer, 0, NULL, NULL);
+	if (b->flush_timer.deadline) {
+		loop_timer_set(b->loop, &b->flush_timer, 0, NULL, NULL);
+		b->ops->flush(b->ud);
+	}
 	atomic_store(&b->up, false);
 	return NULL;
 }

@@ -126,6 +126,12 @@ struct chat_backend_ops {
 	/* A member of an instance that died (its heartbeat expired): the room
 	 * announces "* NAME left (instance lost)". */
 	void (*lost)(void *ud, const char *instance, const char *name);
+	/* Optional: the events of one wake-up of the backend (what one read
+	 * of the subscriber connection brought) have all been passed to
+	 * event(). A room may gather what they relay and send it here, one
+	 * write per member for the whole burst, as it does for one read of a
+	 * local member. */
+	void (*flush)(void *ud);
 };
 
 /* Counters, for metrics and tests. */

@@ -114,6 +114,11 @@ struct chat_room {
 	char *batch;
 	size_t batch_len;
 	struct chat_member *batch_from; /* NULL: no input is being handled */
+	/* With a backend, the lines of one burst of other instances' events
+	 * are gathered the same way, for every member (batch_from NULL), until
+	 * the backend says the burst is over (b_flush). Whatever else happens
+	 * in the room meanwhile sends the batch first, as above. */
+	bool remote_batch;
 	/* SPEC 12, with a backend: events of other instances are formatted
 	 * in rsan/rout, large enough for any line the wire carries. */
 	struct chat_backend *backend;
@@ -416,6 +421,16 @@ batch_flush(struct chat_room *r)
 	send_to_others(r, r->batch_from, r->batch, len);
 }
 
+/* m's input is handled from here on: what it relays is gathered for the
+ * others. A burst of other instances' lines still gathered goes first. */
+static void
+local_batch_begin(struct chat_room *r, struct chat_member *m)
+{
+	batch_flush(r);
+	r->remote_batch = false;
+	r->batch_from = m;
+}
+
 static void
 tcp_send(void *room, void *m, const char *line, size_t len)
 {
@@ -432,7 +447,8 @@ tcp_broadcast(void *room, void *except, const char *line, size_t len)
 {
 	struct chat_room *r = room;
 
-	if (r->batch_from && except == r->batch_from && len <= CHAT_BATCH_SIZE) {
+	if (((r->batch_from && except == r->batch_from) || (r->remote_batch && !except)) &&
+	    len <= CHAT_BATCH_SIZE) {
 		if (r->batch_len + len > CHAT_BATCH_SIZE)
 			batch_flush(r);
 		memcpy(r->batch + r->batch_len, line, len);
@@ -710,7 +726,7 @@ resume(struct chat_room *r, struct chat_member *m)
 	m->held = NULL;
 	m->held_len = 0;
 	if (p && m->state != MEMBER_GONE && !m->closing) {
-		r->batch_from = m;
+		local_batch_begin(r, m);
 		feed(r, m, p, n, mono_usec());
 		batch_flush(r);
 		r->batch_from = NULL;
@@ -972,6 +988,9 @@ b_event(void *ud, const struct chat_wire_event *ev)
 	pthread_mutex_lock(&r->lock);
 	if (r->shutdown)
 		goto out;
+	/* Relays go to the batch until b_flush: a burst of 100 lines from
+	 * Redis costs each member one write, not 100. */
+	r->remote_batch = r->batch_from == NULL;
 	switch (ev->type) {
 	case CHAT_WIRE_JOIN:
 		remote_join(r, ev);
@@ -1028,12 +1047,27 @@ b_lost(void *ud, const char *instance, const char *name)
 	pthread_mutex_unlock(&r->lock);
 }
 
+/* The burst of events b_event gathered is over: send it. */
+static void
+b_flush(void *ud)
+{
+	struct chat_room *r = ud;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->remote_batch) {
+		batch_flush(r);
+		r->remote_batch = false;
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
 static const struct chat_backend_ops backend_ops = {
 	.up = b_up,
 	.down = b_down,
 	.event = b_event,
 	.claim_done = b_claim_done,
 	.lost = b_lost,
+	.flush = b_flush,
 };
 
 /* Our members' leaves, before the backend stops (SPEC 12: the others
@@ -1334,7 +1368,7 @@ chat_member_input(struct chat_room *r, struct chat_member *m, const uint8_t *p, 
 		  uint64_t now_usec)
 {
 	pthread_mutex_lock(&r->lock);
-	r->batch_from = m;
+	local_batch_begin(r, m);
 	feed(r, m, p, n, now_usec);
 	batch_flush(r);
 	r->batch_from = NULL;

@@ -57,6 +57,8 @@ struct rec {
 	size_t n_ev;
 	int n_lost;
 	char lost[8][64];
+	/* flush(): how often, and how many events had come by the last one. */
+	size_t n_flush, ev_at_flush;
 	struct chat_backend *b;
 };
 
@@ -143,12 +145,25 @@ on_lost(void *ud, const char *instance, const char *name)
 	pthread_mutex_unlock(&r->m);
 }
 
+static void
+on_flush(void *ud)
+{
+	struct rec *r = ud;
+
+	pthread_mutex_lock(&r->m);
+	r->n_flush++;
+	r->ev_at_flush = r->n_ev;
+	pthread_cond_broadcast(&r->c);
+	pthread_mutex_unlock(&r->m);
+}
+
 static const struct chat_backend_ops ops = {
 	.up = on_up,
 	.down = on_down,
 	.event = on_event,
 	.claim_done = on_claim_done,
 	.lost = on_lost,
+	.flush = on_flush,
 };
 
 /* Wait until cond (read under r->m) holds, at most ms: false on timeout. */
@@ -322,7 +337,12 @@ START_TEST(five_hundred_messages_arrive_in_order)
 						      (size_t)n), 0);
 	}
 	ASSERT_WAIT(&b, count_ev(&b, CHAT_WIRE_MSG, "alice", "m499") == 1, WAIT_MS, "m499");
+	/* The last event is followed by a flush, and bursts are flushed
+	 * once each, not once per event: at most one flush per event. */
+	ASSERT_WAIT(&b, b.ev_at_flush == b.n_ev, WAIT_MS, "a flush after the last event");
 	pthread_mutex_lock(&b.m);
+	ck_assert_uint_ge(b.n_flush, 1);
+	ck_assert_uint_le(b.n_flush, b.n_ev);
 	while (first < b.n_ev && b.ev[first].type != CHAT_WIRE_MSG)
 		first++;
 	ck_assert_uint_eq(b.n_ev - first, 500);
