@@ -63,10 +63,14 @@ rm -f "$probe" "$out/probe" "$out/probe.log"
 # Sources (under src/) each target links, besides its own file (file_of).
 sources_of() {
 	case $1 in
-	config) echo "config.c cidr.c base/util.c" ;;
+	config) echo "config.c cidr.c backend-url.c base/util.c" ;;
 	cidr) echo "cidr.c base/util.c" ;;
 	sanitize) echo "sanitize.c" ;;
-	chat) echo "chat-proto.c chat-room.c chat-udp.c linebuf.c sanitize.c base/util.c" ;;
+	# chat-room.c starts a Redis backend when a room has one (the fuzzed
+	# rooms have none): the backend and what it runs on link, unused.
+	chat) echo "chat-proto.c chat-room.c chat-udp.c linebuf.c sanitize.c base/util.c" \
+		"chat-backend.c chat-wire.c backend-url.c redis-loop.c loop.c loop-select.c" \
+		"loop-poll.c loop-epoll.c log.c sdproto.c config.c cidr.c" ;;
 	http) echo "httpreq.c" ;;
 	proxy) echo "proxyproto.c" ;;
 	url) echo "backend-url.c base/util.c" ;;
@@ -106,7 +110,7 @@ replay_of() {
 libs_of() {
 	case $1 in
 	config) pkg-config --libs libconfig 2>/dev/null || echo "-lconfig" ;;
-	chat) echo "-lpthread" ;;
+	chat) echo "-lpthread $(pkg-config --libs hiredis 2>/dev/null || echo -lhiredis) $(pkg-config --libs libconfig 2>/dev/null || echo -lconfig)" ;;
 	*) echo "" ;;
 	esac
 }
@@ -114,10 +118,12 @@ libs_of() {
 cflags=(-std=gnu11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 	-I"$root/src" -I"$root/src/base" -I"$here" -Wall -Wno-unused-parameter)
-if pkg-config --exists libconfig 2>/dev/null; then
-	read -r -a extra <<<"$(pkg-config --cflags libconfig)"
-	cflags+=("${extra[@]}")
-fi
+for pc in libconfig hiredis; do
+	if pkg-config --exists "$pc" 2>/dev/null; then
+		read -r -a extra <<<"$(pkg-config --cflags "$pc")"
+		cflags+=("${extra[@]}")
+	fi
+done
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
