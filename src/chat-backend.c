@@ -546,16 +546,23 @@ send_claim(struct chat_backend *b, const char *name, const char *host,
 		       : -ENOTCONN;
 }
 
+/* Free name while instance (ours, or one found lost) holds it. */
 static void
-send_release(struct chat_backend *b, const char *name)
+send_release_of(struct chat_backend *b, const char *instance, const char *name)
 {
 	char k_name[KEY_MAX], k_members[KEY_MAX], lname[NAME_MAX_LEN + 1];
 
 	lower(lname, name, sizeof(lname));
 	key(b, k_name, "name", lname);
-	key(b, k_members, "members", b->instance);
+	key(b, k_members, "members", instance);
 	(void)redisAsyncCommand(b->cmd, NULL, NULL, "EVAL %s 2 %s %s %s %s", release_lua, k_name,
-				k_members, b->instance, name);
+				k_members, instance, name);
+}
+
+static void
+send_release(struct chat_backend *b, const char *name)
+{
+	send_release_of(b, b->instance, name);
 }
 
 static void
@@ -642,8 +649,14 @@ instance_lost(struct chat_backend *b, const char *id)
 		p->n_members = p->cap = 0;
 		b->n_remote_members -= n;
 		peer_remove(b, p);
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < n; i++) {
+			/* Its names are free once it is announced lost, also
+			 * one claimed after its last heartbeat (which would
+			 * live up to a heartbeat longer than its inst key). */
+			if (b->cmd)
+				send_release_of(b, id, m[i].name);
 			b->ops->lost(b->ud, id, m[i].name);
+		}
 		free(m);
 	}
 	instances_key(b, k);
@@ -846,14 +859,16 @@ heartbeat(struct chat_backend *b, bool first)
 	snprintf(now, sizeof(now), "%" PRIu64, realtime_usec() / USEC_PER_SEC);
 	if (!first)
 		(void)redisAsyncCommand(b->cmd, alive_reply, b, "EXISTS %s", k_inst);
-	(void)redisAsyncCommand(b->cmd, NULL, NULL, "SET %s %s PX %" PRIu64, k_inst, now, ttl);
-	(void)redisAsyncCommand(b->cmd, NULL, NULL, "SADD %s %s", k_set, b->instance);
-	(void)redisAsyncCommand(b->cmd, NULL, NULL, "PEXPIRE %s %" PRIu64, k_members, ttl);
+	/* Names before the inst key: they then expire before it, so when the
+	 * others find us lost our names are free for their members. */
 	pthread_mutex_lock(&b->lock);
 	for (size_t i = 0; i < b->n_names; i++)
 		if (b->names[i].owned)
 			(void)send_claim(b, b->names[i].name, b->names[i].host, NULL, NULL);
 	pthread_mutex_unlock(&b->lock);
+	(void)redisAsyncCommand(b->cmd, NULL, NULL, "SET %s %s PX %" PRIu64, k_inst, now, ttl);
+	(void)redisAsyncCommand(b->cmd, NULL, NULL, "SADD %s %s", k_set, b->instance);
+	(void)redisAsyncCommand(b->cmd, NULL, NULL, "PEXPIRE %s %" PRIu64, k_members, ttl);
 	(void)redisAsyncCommand(b->cmd, lost_check_reply, b, "SMEMBERS %s", k_set);
 	loop_timer_set(b->loop, &b->heartbeat_timer, now_usec() + b->s.heartbeat_usec,
 		       heartbeat_cb, b);

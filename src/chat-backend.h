@@ -49,7 +49,9 @@
  * Lost instances: every heartbeat the backend checks the instances of the
  * set and the ones it knows members of; one whose inst key is gone is
  * lost: ops->lost() for each of its members this backend learned (from
- * join, leave and nick events and the snapshot), then SREM. So "lost
+ * join, leave and nick events and the snapshot), frees their name keys
+ * while they still name INST (a name claimed after INST's last heartbeat
+ * would outlive its inst key), then SREM. So "lost
  * after" is the key ttl plus at most a heartbeat.
  *
  * Snapshot on every (re)connect, after up(): for each instance of the set
