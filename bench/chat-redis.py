@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """One chat room across netechod instances through Redis (SPEC 12), measured.
 
-    python3 bench/chat-redis.py [--build DIR] [--model epoll] [--duration S]
+    python3 bench/chat-redis.py [--build DIR] [--models epoll,poll,...]
+                                [--protocol tcp|udp] [--duration S]
 
 Starts redis-server (no persistence) and two netechod instances, each with
 one chat listener on the same backend and room, and runs `netecho bench
@@ -10,7 +11,9 @@ the same spread over both instances (--also: every other member on the
 second, so half the deliveries cross Redis), and 100 members x 100 senders
 at 10 lines/s spread over both (latency). Prints a markdown table with
 deliveries/s, p50/p99 and the CPU that redis-server and each netechod used
-during the run (from /proc/PID/stat).
+during the run (from /proc/PID/stat), one table per model (the same model on
+both instances). --protocol udp runs udp chat listeners and `netecho bench
+--chat -u` (one datagram per line).
 
 Like bench/run.py it re-executes itself in a private network namespace
 (`unshare -n`, lo up) and uses only 127.0.0.1; every process it starts is
@@ -82,6 +85,74 @@ def wait_port(port, proc, timeout=10.0):
     sys.exit(f"chat-redis: nothing listens on {HOST}:{port} after {timeout} s")
 
 
+def wait_log(path, want, proc, timeout=15.0):
+    """Bounded wait for a line of the daemon's log (the backend is up)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            sys.exit(f"chat-redis: netechod exited at start (see {path})")
+        with open(path, errors="replace") as f:
+            if want in f.read():
+                return
+        time.sleep(0.05)  # bounded poll of an observable: the log
+    sys.exit(f"chat-redis: no '{want}' in {path} after {timeout} s")
+
+
+def run_model(args, model, netechod, netecho, tmp, rp):
+    nds = []
+    try:
+        for i, port in enumerate(PORTS):
+            conf = os.path.join(tmp, f"{model}{i}.conf")
+            workers = "workers = 2; " if model == "epoll2" else ""
+            # select's fd_set holds FD_SETSIZE descriptors (SPEC 3).
+            max_clients = 900 if model == "select" and args.protocol == "tcp" else 2000
+            with open(conf, "w") as f:
+                f.write(f'log_level = "info";\n'
+                        f'listeners = ( {{ name = "hall{i}"; protocol = "{args.protocol}"; '
+                        f'address = "{HOST}"; port = {port}; '
+                        f'model = "{model.rstrip("2")}"; {workers}'
+                        f'service = "chat"; max_clients = {max_clients}; idle_timeout = 0; '
+                        f'backend = "redis://{HOST}:{REDIS_PORT}"; room = "bench"; }} );\n')
+            log = os.path.join(tmp, f"{model}{i}.log")
+            p = subprocess.Popen([netechod, "-c", conf], stdout=subprocess.DEVNULL,
+                                 stderr=open(log, "w"))
+            nds.append(p)
+            wait_log(log, "up, room 'bench'", p)
+        print(f"\n{args.protocol} {model}:\n")
+        print(f"| mode | deliveries/s | p50 µs | p99 µs | errors | CPU s: redis-server | "
+              f"netechod A | netechod B |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for title, extra, both in MODES:
+            argv = [netecho, "bench", "--chat"] + (["-u"] if args.protocol == "udp" else []) + \
+                [HOST, str(PORTS[0])] + \
+                (["--also", f"{HOST}:{PORTS[1]}"] if both else []) + extra + \
+                ["-d", str(args.duration)]
+            t0 = [cpu_ticks(rp.pid)] + [tree_ticks(p.pid) for p in nds]
+            r = subprocess.run(argv, capture_output=True, text=True,
+                               timeout=args.duration + 60)
+            t1 = [cpu_ticks(rp.pid)] + [tree_ticks(p.pid) for p in nds]
+            kv = summary(r.stdout)
+            cpu = [(b - a) / TICK for a, b in zip(t0, t1)]
+            print(f"| {title} | {kv.get('deliveries_per_s', '?')} | {kv.get('p50_us', '?')} | "
+                  f"{kv.get('p99_us', '?')} | {kv.get('errors', '?')} | {cpu[0]:.2f} | "
+                  f"{cpu[1]:.2f} | {cpu[2]:.2f} |", flush=True)
+            if r.returncode != 0:
+                print(f"<!-- netecho exit {r.returncode}: {r.stderr.strip()[-300:]} -->")
+    finally:
+        stop(nds)
+
+
+def stop(procs):
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
 def summary(out):
     for line in reversed(out.splitlines()):
         if "=" in line and " " in line:
@@ -92,7 +163,10 @@ def summary(out):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--model", default="epoll")
+    ap.add_argument("--models", "--model", default="epoll",
+                    help="comma-separated: fork, thread, select, poll, epoll, epoll2 "
+                         "(epoll with workers = 2)")
+    ap.add_argument("--protocol", choices=("tcp", "udp"), default="tcp")
     ap.add_argument("--duration", type=float, default=5)
     args = ap.parse_args()
     if os.environ.get(NETNS_ENV) != "1":
@@ -114,46 +188,10 @@ def main():
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(rp)
         wait_port(REDIS_PORT, rp)
-        nds = []
-        for i, port in enumerate(PORTS):
-            conf = os.path.join(tmp, f"n{i}.conf")
-            with open(conf, "w") as f:
-                f.write(f'listeners = ( {{ name = "hall{i}"; protocol = "tcp"; '
-                        f'address = "{HOST}"; port = {port}; model = "{args.model}"; '
-                        f'service = "chat"; max_clients = 2000; idle_timeout = 0; '
-                        f'backend = "redis://{HOST}:{REDIS_PORT}"; room = "bench"; }} );\n')
-            p = subprocess.Popen([netechod, "-c", conf], stdout=subprocess.DEVNULL,
-                                 stderr=open(os.path.join(tmp, f"n{i}.log"), "w"))
-            procs.append(p)
-            wait_port(port, p)
-            nds.append(p)
-        print(f"| mode | deliveries/s | p50 µs | p99 µs | errors | CPU s: redis-server | "
-              f"netechod A | netechod B |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
-        for title, extra, both in MODES:
-            argv = [netecho, "bench", "--chat", HOST, str(PORTS[0])] + \
-                (["--also", f"{HOST}:{PORTS[1]}"] if both else []) + extra + \
-                ["-d", str(args.duration)]
-            t0 = [cpu_ticks(rp.pid)] + [tree_ticks(p.pid) for p in nds]
-            r = subprocess.run(argv, capture_output=True, text=True,
-                               timeout=args.duration + 60)
-            t1 = [cpu_ticks(rp.pid)] + [tree_ticks(p.pid) for p in nds]
-            kv = summary(r.stdout)
-            cpu = [(b - a) / TICK for a, b in zip(t0, t1)]
-            print(f"| {title} | {kv.get('deliveries_per_s', '?')} | {kv.get('p50_us', '?')} | "
-                  f"{kv.get('p99_us', '?')} | {kv.get('errors', '?')} | {cpu[0]:.2f} | "
-                  f"{cpu[1]:.2f} | {cpu[2]:.2f} |", flush=True)
-            if r.returncode != 0:
-                print(f"<!-- netecho exit {r.returncode}: {r.stderr.strip()[-300:]} -->")
+        for model in args.models.split(","):
+            run_model(args, model, netechod, netecho, tmp, rp)
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        stop(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
