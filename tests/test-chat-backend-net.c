@@ -2,7 +2,11 @@
  * three netechod instances, of different models, on one room. Lines are
  * compared as the chat contract writes them (SPEC section 5). "Nothing
  * else arrives" is never a sleep: the client sends a marker (/who) and
- * the next line must be its answer. Every wait is bounded. */
+ * the next line must be its answer. Every wait is bounded.
+ *
+ * An instance serves a tcp or a udp chat listener: a udp member is a
+ * struct conn too (one datagram, one line), so the same helpers read and
+ * write both; udp_join() does the SPEC 5 token handshake. */
 
 #include <errno.h>
 #include <signal.h>
@@ -36,6 +40,7 @@ static bool started[N_INST];
 
 struct conn {
 	int fd;
+	bool udp; /* a udp chat peer: every datagram is one CRLF-ended line */
 	size_t have;
 	char buf[65536];
 };
@@ -61,17 +66,18 @@ teardown(void)
 	(void)harness_redis_stop(&rs);
 }
 
-/* Instance i: one chat listener "a", "b" or "c" with model, in room
- * "hall"; instance 0 with a metrics listener too when metrics. */
+/* Instance i: one chat listener "a", "b" or "c" of protocol ("tcp",
+ * "udp") with model, in room "hall"; instance 0 with a metrics listener
+ * too when metrics. */
 static void
-start_inst_more(int i, const char *model, bool metrics, const char *more)
+start_inst_more(int i, const char *protocol, const char *model, bool metrics, const char *more)
 {
 	static const char *const names[N_INST] = { "a", "b", "c" };
 	int r;
 
 	snprintf(extra[i], sizeof(extra[i]),
 		 "backend = \"redis://127.0.0.1:%u\"; room = \"hall\"; %s", rs.port, more);
-	lst[i] = (struct hl_listener){ .name = names[i], .protocol = "tcp", .model = model,
+	lst[i] = (struct hl_listener){ .name = names[i], .protocol = protocol, .model = model,
 				       .service = "chat", .extra = extra[i] };
 	inst[i] = (struct hdaemon){ 0 };
 	if (metrics) {
@@ -82,14 +88,15 @@ start_inst_more(int i, const char *model, bool metrics, const char *more)
 		lst[i].port = lst0[0].port;
 	} else
 		r = harness_start(&inst[i], &lst[i], 1, "log_level = \"info\";");
-	ck_assert_msg(r == 0, "instance %d (%s) did not start: %d", i, model, r);
+	ck_assert_msg(r == 0, "instance %d (%s %s %s) did not start: %d", i, protocol, model, more,
+		      r);
 	started[i] = true;
 }
 
 static void
 start_inst_full(int i, const char *model, bool metrics)
 {
-	start_inst_more(i, model, metrics, "");
+	start_inst_more(i, "tcp", model, metrics, "");
 }
 
 static void
@@ -125,8 +132,31 @@ start_inst(int i, const char *model)
 		      "instance %d (%s): backend never came up", i, model);
 }
 
+/* A udp chat peer's next datagram, appended to c->buf: it must be one
+ * line ended by CRLF (SPEC 5: each datagram is one line). 0, -ETIMEDOUT,
+ * or -errno (-ECONNREFUSED once the instance is gone). */
+static int
+udp_read_datagram(struct conn *c, int timeout_ms)
+{
+	char dg[65536];
+	ssize_t n = harness_recv_timeout(c->fd, dg, sizeof(dg), timeout_ms);
+
+	if (n < 0)
+		return (int)n;
+	ck_assert_msg(n >= 2 && dg[n - 2] == '\r' && dg[n - 1] == '\n',
+		      "udp: a datagram not ended by CRLF: '%.*s'", (int)n, dg);
+	ck_assert_msg(!memchr(dg, '\n', (size_t)n - 1) && !memchr(dg, '\r', (size_t)n - 2),
+		      "udp: a datagram of more than one line: '%.*s'", (int)n, dg);
+	if ((size_t)n > sizeof(c->buf) - c->have)
+		return -EMSGSIZE;
+	memcpy(c->buf + c->have, dg, (size_t)n);
+	c->have += (size_t)n;
+	return 0;
+}
+
 /* One line without its CRLF into out; 0, -ETIMEDOUT, or -ECONNRESET
- * (closed). */
+ * (closed). A udp peer's lines are its datagrams (bounded the same way;
+ * there is no close). */
 static int
 read_line(struct conn *c, char *out, size_t size, int timeout_ms)
 {
@@ -144,6 +174,13 @@ read_line(struct conn *c, char *out, size_t size, int timeout_ms)
 		}
 		if (c->have == sizeof(c->buf))
 			return -EMSGSIZE;
+		if (c->udp) {
+			int r = udp_read_datagram(c, timeout_ms);
+
+			if (r < 0)
+				return r;
+			continue;
+		}
 		n = harness_recv_timeout(c->fd, c->buf + c->have, sizeof(c->buf) - c->have,
 					 timeout_ms);
 		if (n == 0)
@@ -190,13 +227,16 @@ say(struct conn *c, const char *text)
 	ck_assert_int_eq(harness_send_all(c->fd, buf, (size_t)n, IO_MS), 0);
 }
 
+/* A client of instance i: a tcp connection, or a udp socket connected to
+ * its udp listener (nothing is sent yet). */
 static struct conn *
 connect_to(int i)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 
 	ck_assert_ptr_nonnull(c);
-	c->fd = harness_tcp_connect(lst[i].port);
+	c->udp = strcmp(lst[i].protocol, "udp") == 0;
+	c->fd = c->udp ? harness_udp_socket(lst[i].port) : harness_tcp_connect(lst[i].port);
 	ck_assert_int_ge(c->fd, 0);
 	return c;
 }
@@ -627,7 +667,7 @@ START_TEST(backend_every_model_talks_both_ways)
 	struct conn *alice, *bob;
 
 	ck_assert_int_eq(harness_redis_start(&rs), 0);
-	start_inst_more(0, mc->model, false, mc->more);
+	start_inst_more(0, "tcp", mc->model, false, mc->more);
 	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
 		      "%s %s: backend never came up", mc->model, mc->more);
 	start_inst(1, "epoll");
