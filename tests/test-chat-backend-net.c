@@ -318,6 +318,52 @@ expect_refused(struct conn *c, const char *who, const char *line_want)
 		      r == 0 ? line : "");
 }
 
+/* A udp peer's first datagram, name: the reply must offer name a token
+ * (SPEC 5), which goes to token. */
+static void
+udp_ask_token(struct conn *c, const char *who, const char *name, char *token, size_t size)
+{
+	char prefix[128], line[8192];
+	int r;
+
+	say(c, name);
+	r = read_line(c, line, sizeof(line), IO_MS);
+	snprintf(prefix, sizeof(prefix), "* to join as %s, send: /join ", name);
+	ck_assert_msg(r == 0, "%s: expected '%s...', got error %d", who, prefix, r);
+	ck_assert_msg(strncmp(line, prefix, strlen(prefix)) == 0, "%s: expected '%s...', got '%s'",
+		      who, prefix, line);
+	ck_assert_msg(strlen(line + strlen(prefix)) >= 8 && !strpbrk(line + strlen(prefix), " \t"),
+		      "%s: join token '%s' is short or has blanks", who, line + strlen(prefix));
+	snprintf(token, size, "%s", line + strlen(prefix));
+}
+
+/* A new udp peer of instance i sends name and its token: the reply to the
+ * /join must be want. */
+static struct conn *
+udp_try_join(int i, const char *name, const char *want)
+{
+	struct conn *c = connect_to(i);
+	char token[512], cmd[600];
+
+	ck_assert_msg(c->udp, "instance %d is not a udp listener", i);
+	udp_ask_token(c, name, name, token, sizeof(token));
+	snprintf(cmd, sizeof(cmd), "/join %s", token);
+	say(c, cmd);
+	expect_next(c, name, want);
+	return c;
+}
+
+/* Join instance i's udp listener as name through the handshake; "you are"
+ * must say online. */
+static struct conn *
+udp_join(int i, const char *name, unsigned online)
+{
+	char want[128];
+
+	snprintf(want, sizeof(want), "* you are %s@" HOST "; %u online", name, online);
+	return udp_try_join(i, name, want);
+}
+
 START_TEST(backend_one_room_across_models)
 {
 	struct conn *alice, *bob, *carol, *dave;
@@ -688,6 +734,52 @@ START_TEST(backend_every_model_talks_both_ways)
 }
 END_TEST
 
+/* ---- udp members (SPEC 5 UDP chat, in a room of SPEC 12) ---- */
+
+/* The udp listener of the combination under test (harness_combo_at(_i))
+ * on instance 0, a tcp epoll one on instance 1: udp members hear tcp ones
+ * join and talk, and the other way round. */
+START_TEST(backend_udp_every_model_talks_both_ways)
+{
+	const struct harness_combo *hc = harness_combo_at((size_t)_i);
+	struct conn *alice, *bob, *al2;
+	char more[64] = "";
+
+	harness_combo_use(hc);
+	if (hc->workers)
+		snprintf(more, sizeof(more), "workers = %u;", hc->workers);
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst_more(0, "udp", hc->model, false, more);
+	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
+		      "[%s] backend never came up", hc->tcase);
+	start_inst(1, "epoll");
+
+	alice = udp_join(0, "alice", 1);
+	bob = join(1, "bob", 2);
+	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+	al2 = udp_join(0, "al2", 3);
+	expect_next(alice, "alice", "* al2@" HOST " joined; 3 online");
+	expect_next(bob, "bob", "* al2@" HOST " joined; 3 online");
+
+	say(bob, "to udp");
+	expect_next(alice, "alice", "<bob> to udp");
+	expect_next(al2, "al2", "<bob> to udp");
+	say(alice, "to tcp");
+	expect_next(bob, "bob", "<alice> to tcp");
+	expect_next(al2, "al2", "<alice> to tcp");
+	say(al2, "/who");
+	expect_next(al2, "al2", "* 3 online: alice@" HOST ", al2@" HOST ", bob@" HOST);
+
+	say(al2, "/quit");
+	expect_next(alice, "alice", "* al2 left; 2 online");
+	expect_next(bob, "bob", "* al2 left; 2 online");
+	conn_free(bob);
+	expect_next(alice, "alice", "* bob left; 1 online");
+	conn_free(alice);
+	conn_free(al2);
+}
+END_TEST
+
 static Suite *
 chat_backend_net_suite(void)
 {
@@ -728,6 +820,15 @@ chat_backend_net_suite(void)
 	tcase_set_timeout(tc, TCASE_TIMEOUT);
 	tcase_add_test(tc, backend_lost_instance_and_name_taken_meanwhile);
 	suite_add_tcase(s, tc);
+
+	/* udp members: every udp row of the model matrix, then single cases. */
+	tc = tcase_create("udp-models");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	harness_combo_add_loop_test(tc, backend_udp_every_model_talks_both_ways,
+				    HARNESS_COMBO_UDP | HARNESS_COMBO_WORKERS);
+	suite_add_tcase(s, tc);
+
 	return s;
 }
 
