@@ -780,6 +780,175 @@ START_TEST(backend_udp_every_model_talks_both_ways)
 }
 END_TEST
 
+/* udp members on two instances and a tcp one between them: joins,
+ * messages, /me, /who, names, /msg, /nick and leaves span them all. */
+START_TEST(backend_udp_and_tcp_share_a_room)
+{
+	struct conn *alice, *bob, *carol, *dave, *c;
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst_more(0, "udp", "epoll", false, "");
+	start_inst(1, "poll");
+	start_inst_more(2, "udp", "thread", false, "");
+	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
+		      "a: backend never came up");
+	ck_assert_msg(harness_wait_log(&inst[2], "up, room 'hall'", RECONNECT_MS),
+		      "c: backend never came up");
+
+	/* N online counts the whole room. */
+	alice = udp_join(0, "alice", 1);
+	bob = join(1, "bob", 2);
+	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+	carol = udp_join(2, "carol", 3);
+	expect_next(alice, "alice", "* carol@" HOST " joined; 3 online");
+	expect_next(bob, "bob", "* carol@" HOST " joined; 3 online");
+
+	/* Messages and /me, from udp and from tcp. */
+	say(alice, "hello from udp");
+	expect_next(bob, "bob", "<alice> hello from udp");
+	expect_next(carol, "carol", "<alice> hello from udp");
+	say(bob, "hello from tcp");
+	expect_next(alice, "alice", "<bob> hello from tcp");
+	expect_next(carol, "carol", "<bob> hello from tcp");
+	say(carol, "/me waves");
+	expect_next(alice, "alice", "* carol waves");
+	expect_next(bob, "bob", "* carol waves");
+
+	/* /who lists every instance's members: ours first, then the others'. */
+	say(alice, "/who");
+	expect_next(alice, "alice", "* 3 online: alice@" HOST ", bob@" HOST ", carol@" HOST);
+	say(bob, "/who");
+	expect_next(bob, "bob", "* 3 online: bob@" HOST ", alice@" HOST ", carol@" HOST);
+	say(carol, "/who");
+	expect_next(carol, "carol", "* 3 online: carol@" HOST ", alice@" HOST ", bob@" HOST);
+
+	/* A name held on another instance, by a tcp or a udp member, in any
+	 * case: the answer to the /join says so. */
+	c = udp_try_join(0, "BOB", "! name \"BOB\" is taken");
+	conn_free(c);
+	c = udp_try_join(0, "carol", "! name \"carol\" is taken");
+	conn_free(c);
+	c = udp_try_join(2, "Alice", "! name \"Alice\" is taken");
+	conn_free(c);
+	/* A tcp newcomer cannot take a udp member's name either. */
+	dave = connect_to(1);
+	expect_soon(dave, "dave", "* welcome to b (3 online)", IO_MS);
+	say(dave, "alice");
+	expect_next(dave, "dave", "! name \"alice\" is taken");
+	say(dave, "CAROL");
+	expect_next(dave, "dave", "! name \"CAROL\" is taken");
+	say(dave, "dave");
+	expect_next(dave, "dave", "* you are dave@" HOST "; 4 online");
+	/* The refused ones never joined: the next line anyone gets is dave's. */
+	expect_next(alice, "alice", "* dave@" HOST " joined; 4 online");
+	expect_next(bob, "bob", "* dave@" HOST " joined; 4 online");
+	expect_next(carol, "carol", "* dave@" HOST " joined; 4 online");
+
+	/* /msg both ways, udp <-> tcp and udp <-> udp, across instances;
+	 * only the addressee hears it. */
+	say(alice, "/msg bob psst");
+	expect_next(bob, "bob", "<alice> (private) psst");
+	say(bob, "/msg alice back");
+	expect_next(alice, "alice", "<bob> (private) back");
+	say(carol, "/msg alice from c");
+	expect_next(alice, "alice", "<carol> (private) from c");
+	say(dave, "/msg carol to c");
+	expect_next(carol, "carol", "<dave> (private) to c");
+	say(alice, "/msg nobody hi");
+	expect_next(alice, "alice", "! no such user \"nobody\"");
+	expect_quiet(alice, "alice", 4);
+	expect_quiet(bob, "bob", 4);
+	expect_quiet(carol, "carol", 4);
+	expect_quiet(dave, "dave", 4);
+
+	/* /nick of a udp member: the new name taken in the whole room, the
+	 * old one free again. */
+	say(alice, "/nick alicia");
+	expect_next(alice, "alice", "* you are now alicia");
+	expect_next(bob, "bob", "* alice is now alicia");
+	expect_next(carol, "carol", "* alice is now alicia");
+	expect_next(dave, "dave", "* alice is now alicia");
+	say(bob, "/nick ALICIA");
+	expect_next(bob, "bob", "! name \"ALICIA\" is taken");
+	say(alice, "as alicia");
+	expect_next(bob, "bob", "<alicia> as alicia");
+	expect_next(carol, "carol", "<alicia> as alicia");
+	expect_next(dave, "dave", "<alicia> as alicia");
+	c = udp_join(2, "alice", 5);
+	expect_next(alice, "alicia", "* alice@" HOST " joined; 5 online");
+	expect_next(bob, "bob", "* alice@" HOST " joined; 5 online");
+	expect_next(carol, "carol", "* alice@" HOST " joined; 5 online");
+	expect_next(dave, "dave", "* alice@" HOST " joined; 5 online");
+
+	/* Leaves: a udp /quit, a tcp close. */
+	say(c, "/quit");
+	expect_next(alice, "alicia", "* alice left; 4 online");
+	expect_next(bob, "bob", "* alice left; 4 online");
+	expect_next(carol, "carol", "* alice left; 4 online");
+	expect_next(dave, "dave", "* alice left; 4 online");
+	conn_free(c);
+	say(carol, "/quit");
+	expect_next(alice, "alicia", "* carol left; 3 online");
+	expect_next(bob, "bob", "* carol left; 3 online");
+	expect_next(dave, "dave", "* carol left; 3 online");
+	conn_free(dave);
+	expect_next(alice, "alicia", "* dave left; 2 online");
+	expect_next(bob, "bob", "* dave left; 2 online");
+	say(bob, "/who");
+	expect_next(bob, "bob", "* 2 online: bob@" HOST ", alicia@" HOST);
+
+	conn_free(alice);
+	conn_free(bob);
+	conn_free(carol);
+}
+END_TEST
+
+/* The udp sender's model for the order case: one loop, and two workers
+ * reading the same listener. */
+static const char *const udp_order_combos[] = { "udp-epoll", "udp-fork-w2" };
+
+/* 200 numbered lines of one udp member reach a tcp member of another
+ * instance in the order sent; they go in windows of 20 (datagrams may be
+ * lost when a socket buffer overflows: the next window waits for the
+ * last line of this one), and nothing more arrives. */
+START_TEST(backend_udp_lines_arrive_in_order)
+{
+	const struct harness_combo *hc = harness_combo_find(udp_order_combos[_i]);
+	struct conn *alice, *bob;
+	char more[64] = "";
+
+	ck_assert_ptr_nonnull(hc);
+	harness_combo_use(hc);
+	if (hc->workers)
+		snprintf(more, sizeof(more), "workers = %u;", hc->workers);
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst_more(0, "udp", hc->model, false, more);
+	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
+		      "[%s] backend never came up", hc->tcase);
+	start_inst(1, "thread");
+	alice = udp_join(0, "alice", 1);
+	bob = join(1, "bob", 2);
+	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+
+	for (int w = 0; w < 200; w += 20) {
+		char text[32], want[48];
+
+		for (int i = w; i < w + 20; i++) {
+			snprintf(text, sizeof(text), "line %03d", i);
+			say(alice, text);
+		}
+		for (int i = w; i < w + 20; i++) {
+			snprintf(want, sizeof(want), "<alice> line %03d", i);
+			expect_next(bob, "bob", want);
+		}
+	}
+	expect_quiet(bob, "bob", 2);
+	expect_quiet(alice, "alice", 2);
+	conn_free(alice);
+	conn_free(bob);
+}
+END_TEST
+
 static Suite *
 chat_backend_net_suite(void)
 {
@@ -827,6 +996,14 @@ chat_backend_net_suite(void)
 	tcase_set_timeout(tc, TCASE_TIMEOUT);
 	harness_combo_add_loop_test(tc, backend_udp_every_model_talks_both_ways,
 				    HARNESS_COMBO_UDP | HARNESS_COMBO_WORKERS);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("udp-room");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tcase_add_test(tc, backend_udp_and_tcp_share_a_room);
+	tcase_add_loop_test(tc, backend_udp_lines_arrive_in_order, 0,
+			    ELEMENTSOF(udp_order_combos));
 	suite_add_tcase(s, tc);
 
 	return s;
