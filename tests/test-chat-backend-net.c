@@ -949,6 +949,82 @@ START_TEST(backend_udp_lines_arrive_in_order)
 }
 END_TEST
 
+/* SIGTERM of the udp instance: its peers get the shutdown notice, the
+ * tcp member elsewhere hears each of them leave. */
+START_TEST(backend_udp_sigterm_tells_the_others)
+{
+	struct conn *alice, *al2, *bob;
+	char l1[256], l2[256];
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst_more(0, "udp", "fork", false, "");
+	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
+		      "a: backend never came up");
+	start_inst(1, "epoll");
+	alice = udp_join(0, "alice", 1);
+	al2 = udp_join(0, "al2", 2);
+	expect_next(alice, "alice", "* al2@" HOST " joined; 2 online");
+	bob = join(1, "bob", 3);
+	expect_next(alice, "alice", "* bob@" HOST " joined; 3 online");
+	expect_next(al2, "al2", "* bob@" HOST " joined; 3 online");
+
+	ck_assert_int_eq(harness_signal(&inst[0], SIGTERM), 0);
+	expect_next(alice, "alice", "* server shutting down");
+	expect_next(al2, "al2", "* server shutting down");
+	/* The others hear each of them leave (in either order), not a
+	 * shutdown. */
+	ck_assert_int_eq(read_line(bob, l1, sizeof(l1), IO_MS), 0);
+	ck_assert_int_eq(read_line(bob, l2, sizeof(l2), IO_MS), 0);
+	ck_assert_msg((strcmp(l1, "* alice left; 2 online") == 0 &&
+		       strcmp(l2, "* al2 left; 1 online") == 0) ||
+			      (strcmp(l1, "* al2 left; 2 online") == 0 &&
+			       strcmp(l2, "* alice left; 1 online") == 0),
+		      "bob: expected alice and al2 to leave, got '%s', '%s'", l1, l2);
+	ck_assert_int_eq(harness_wait_exit(&inst[0], HARNESS_STOP_TIMEOUT_MS), 0);
+	started[0] = false;
+	(void)harness_stop(&inst[0], SIGTERM);
+	expect_quiet(bob, "bob", 1);
+	conn_free(alice);
+	conn_free(al2);
+	conn_free(bob);
+}
+END_TEST
+
+/* idle_timeout forgets a silent udp peer: the room hears it leave, and
+ * its name is free in the whole room. */
+START_TEST(backend_udp_idle_peer_leaves_the_room)
+{
+	struct conn *alice, *bob, *c;
+	char token[512];
+	uint64_t t0, waited;
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst_more(0, "udp", "poll", false, "idle_timeout = 2;");
+	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
+		      "a: backend never came up");
+	start_inst(1, "epoll");
+	t0 = now_usec(); /* alice's last datagram, her /join, goes after this */
+	alice = udp_join(0, "alice", 1);
+	bob = join(1, "bob", 2);
+	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+
+	/* 2 s, the sweep, and slack. */
+	expect_soon(bob, "bob", "* alice left; 1 online", 10000);
+	waited = (now_usec() - t0) / 1000;
+	ck_assert_msg(waited >= 1800, "idle_timeout = 2: alice left after only %llu ms",
+		      (unsigned long long)waited);
+	expect_quiet(bob, "bob", 1);
+	/* Her name is free, also on another instance. */
+	c = join(1, "alice", 2);
+	expect_next(bob, "bob", "* alice@" HOST " joined; 2 online");
+	/* Forgotten: her next datagram is a stranger's first. */
+	udp_ask_token(alice, "alice", "hello", token, sizeof(token));
+	conn_free(c);
+	conn_free(alice);
+	conn_free(bob);
+}
+END_TEST
+
 static Suite *
 chat_backend_net_suite(void)
 {
@@ -1004,6 +1080,13 @@ chat_backend_net_suite(void)
 	tcase_add_test(tc, backend_udp_and_tcp_share_a_room);
 	tcase_add_loop_test(tc, backend_udp_lines_arrive_in_order, 0,
 			    ELEMENTSOF(udp_order_combos));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("udp-stop");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tcase_add_test(tc, backend_udp_sigterm_tells_the_others);
+	tcase_add_test(tc, backend_udp_idle_peer_leaves_the_room);
 	suite_add_tcase(s, tc);
 
 	return s;
