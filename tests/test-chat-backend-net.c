@@ -1025,6 +1025,147 @@ START_TEST(backend_udp_idle_peer_leaves_the_room)
 }
 END_TEST
 
+/* Does a /who answer list exactly names (each as name@HOST), in any
+ * order, with "* n online: " before them? */
+static bool
+who_lists(const char *line, const char *const *names, size_t n)
+{
+	char head[64], copy[8192], *save = NULL;
+	bool seen[N_INST * 4] = { false };
+	size_t count = 0;
+
+	ck_assert_uint_le(n, ELEMENTSOF(seen));
+	snprintf(head, sizeof(head), "* %zu online: ", n);
+	if (strncmp(line, head, strlen(head)) != 0)
+		return false;
+	snprintf(copy, sizeof(copy), "%s", line + strlen(head));
+	for (char *m = strtok_r(copy, ",", &save); m; m = strtok_r(NULL, ",", &save)) {
+		size_t j;
+
+		if (count > 0 && *m++ != ' ')
+			return false;
+		for (j = 0; j < n; j++)
+			if (!seen[j] && strncmp(m, names[j], strlen(names[j])) == 0 &&
+			    strcmp(m + strlen(names[j]), "@" HOST) == 0)
+				break;
+		if (j == n)
+			return false;
+		seen[j] = true;
+		count++;
+	}
+	return count == n;
+}
+
+/* Ask /who until it lists exactly names, in any order (after an outage
+ * the instances register their members again in their own order).
+ * Bounded by timeout_ms. */
+static void
+who_until_lists(struct conn *c, const char *who, const char *const *names, size_t n,
+		int timeout_ms)
+{
+	uint64_t end = now_usec() + (uint64_t)timeout_ms * 1000;
+	char line[8192] = "";
+
+	while (now_usec() < end) {
+		int r;
+
+		say(c, "/who");
+		do
+			r = read_line(c, line, sizeof(line), IO_MS);
+		while (r == 0 && strstr(line, " online: ") == NULL);
+		ck_assert_msg(r == 0, "%s: no answer to /who (%d)", who, r);
+		if (who_lists(line, names, n))
+			return;
+	}
+	ck_abort_msg("%s: /who never listed the %zu expected (first '%s'); last '%s'", who, n,
+		     names[0], line);
+}
+
+/* Redis killed and started again: the udp peers of an instance go on
+ * talking among themselves, a udp newcomer is refused, and when Redis is
+ * back they are told and are members of the room again. */
+START_TEST(backend_udp_outage_and_reconnect)
+{
+	static const char *const three[] = { "alice", "al2", "bob" };
+	static const char *const four[] = { "alice", "al2", "bob", "late" };
+	struct conn *alice, *al2, *bob, *late;
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst_more(0, "udp", "epoll", false, "");
+	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
+		      "a: backend never came up");
+	start_inst(1, "thread");
+	alice = udp_join(0, "alice", 1);
+	al2 = udp_join(0, "al2", 2);
+	expect_next(alice, "alice", "* al2@" HOST " joined; 2 online");
+	bob = join(1, "bob", 3);
+	expect_next(alice, "alice", "* bob@" HOST " joined; 3 online");
+	expect_next(al2, "al2", "* bob@" HOST " joined; 3 online");
+
+	ck_assert_int_eq(harness_redis_kill(&rs), 0);
+	ck_assert_msg(harness_wait_log(&inst[0], "unreachable", RECONNECT_MS),
+		      "a: no warning about the outage");
+	ck_assert_msg(harness_wait_log(&inst[1], "unreachable", RECONNECT_MS),
+		      "b: no warning about the outage");
+	/* The udp peers go on talking among themselves... */
+	say(alice, "during the outage");
+	expect_next(al2, "al2", "<alice> during the outage");
+	say(al2, "/me is still here");
+	expect_next(alice, "alice", "* al2 is still here");
+	/* ...a udp newcomer's /join is refused. */
+	late = udp_try_join(0, "late", "! room unavailable, try again later");
+	conn_free(late);
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	expect_soon(alice, "alice", "* reconnected; messages sent while disconnected are lost",
+		    RECONNECT_MS);
+	expect_soon(al2, "al2", "* reconnected; messages sent while disconnected are lost",
+		    RECONNECT_MS);
+	expect_soon(bob, "bob", "* reconnected; messages sent while disconnected are lost",
+		    RECONNECT_MS);
+	/* Registered again: members of the room, across instances. */
+	who_until_lists(bob, "bob", three, 3, RECONNECT_MS);
+	who_until_lists(alice, "alice", three, 3, RECONNECT_MS);
+	say(alice, "after the outage");
+	expect_soon(bob, "bob", "<alice> after the outage", IO_MS);
+	expect_soon(al2, "al2", "<alice> after the outage", IO_MS);
+	/* And a udp newcomer joins again. */
+	late = udp_join(0, "late", 4);
+	expect_soon(bob, "bob", "* late@" HOST " joined; 4 online", IO_MS);
+	expect_soon(alice, "alice", "* late@" HOST " joined; 4 online", IO_MS);
+	who_until_lists(bob, "bob", four, 4, IO_MS);
+	conn_free(late);
+	conn_free(alice);
+	conn_free(al2);
+	conn_free(bob);
+}
+END_TEST
+
+/* A udp listener started before Redis: a newcomer is refused until the
+ * backend is up, then joins the room. */
+START_TEST(backend_udp_started_without_redis)
+{
+	struct conn *early, *alice, *bob;
+
+	ck_assert_int_eq(harness_free_port(SOCK_STREAM, "127.0.0.1", &rs.port), 0);
+	start_inst_more(0, "udp", "poll", false, "");
+	ck_assert_msg(harness_wait_log(&inst[0], "unreachable", RECONNECT_MS),
+		      "a: no warning about the missing backend");
+	early = udp_try_join(0, "early", "! room unavailable, try again later");
+	conn_free(early);
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
+		      "a: backend never came up");
+	alice = udp_join(0, "alice", 1);
+	start_inst(1, "epoll");
+	bob = join(1, "bob", 2);
+	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+	conn_free(alice);
+	conn_free(bob);
+}
+END_TEST
+
 static Suite *
 chat_backend_net_suite(void)
 {
@@ -1089,6 +1230,12 @@ chat_backend_net_suite(void)
 	tcase_add_test(tc, backend_udp_idle_peer_leaves_the_room);
 	suite_add_tcase(s, tc);
 
+	tc = tcase_create("udp-outage");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tcase_add_test(tc, backend_udp_outage_and_reconnect);
+	tcase_add_test(tc, backend_udp_started_without_redis);
+	suite_add_tcase(s, tc);
 	return s;
 }
 
