@@ -1,9 +1,16 @@
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
+#include <unistd.h>
 
+#include "chat-backend.h"
 #include "chat-internal.h"
+#include "chat-wire.h"
 #include "chat.h"
 #include "dgram.h"
 #include "sanitize.h"
@@ -19,7 +26,26 @@
  *
  * Peers have proved they receive at their address (SPEC section 5, UDP
  * chat); pending entries are addresses we heard from that have not, yet.
- * Both carry the rate bucket of their address+port. */
+ * Both carry the rate bucket of their address+port.
+ *
+ * With a backend (SPEC section 12) the block also holds the members of
+ * other instances (peers with `remote` set: no address, on u->remotes,
+ * never sent to) and an outbound ring: whatever a worker tells the room
+ * (events to publish, name claims and releases, private messages) is
+ * appended there under the lock, in order, and an eventfd wakes the relay
+ * thread of the process that started the backend (chat_udp_backend_start:
+ * the listener's process, the parent of fork's workers), which hands it
+ * to the chat_backend. So pre-forked workers, threads and event loops
+ * reach the backend one way; what comes back from it (the backend's
+ * thread, same process) takes the lock and sends datagrams through the
+ * transport given to chat_udp_backend_start().
+ *
+ * A claim is a token: a sequence number, whether it is a pending entry's
+ * (its first name) or a peer's (/nick, again after an outage), and the
+ * slot. Its state says whether the backend has it yet: only a claim the
+ * backend accepted is ever released, so a claim refused at once (a name
+ * being claimed through this instance already) never gives up somebody
+ * else's name. */
 
 #define NONE UINT32_MAX
 #define REF_PENDING UINT32_C(0x80000000) /* in the address index */
@@ -29,6 +55,21 @@
 #define TOKEN_BYTES 8
 #define KEY_BYTES 20
 #define MAGIC UINT32_C(0x43686155)
+/* With a backend: members of other instances remembered (as many as a
+ * stream room remembers), and the outbound ring's size. */
+#define REMOTE_MAX 65536
+#define RING_MIN (256 * 1024)
+/* Tokens: SEQ << 23 | TOKEN_PEER? | slot (below PEERS_MAX). */
+#define TOKEN_PEER (UINT64_C(1) << 22)
+#define TOKEN_SLOT (TOKEN_PEER - 1)
+#define TOKEN_SEQ_SHIFT 23
+
+enum claim_state {
+	CLAIM_NONE,
+	CLAIM_DEFERRED,  /* asked before the backend's first word */
+	CLAIM_QUEUED,    /* in the ring, not handed to the backend yet */
+	CLAIM_SUBMITTED, /* the backend has it: released if given up */
+};
 
 /* The address a datagram came from, as received (for replies). */
 struct udp_addr {
@@ -60,6 +101,18 @@ struct udp_peer {
 	struct udp_link join;   /* join order; .next links the free list */
 	struct udp_link active; /* least recently heard from first */
 	char nick[CHAT_NAME_MAX + 1];
+	/* With a backend. remote: a member of another instance (on
+	 * u->remotes, not on joined or active, not in the address index). */
+	bool remote;
+	/* A claim of claim_name under way: a /nick, or the name again after
+	 * an outage (reclaim, suffix the NAME-N tried). */
+	uint8_t claim;
+	bool reclaim;
+	unsigned suffix;
+	uint64_t token;
+	char claim_name[CHAT_NAME_MAX + 1];
+	char instance[CHAT_WIRE_INSTANCE_LEN + 1]; /* remote */
+	char host[CHAT_HOST_MAX];                  /* remote, as its instance said */
 };
 
 struct udp_pending {
@@ -69,6 +122,9 @@ struct udp_pending {
 	bool has_token;
 	uint8_t token[TOKEN_BYTES];
 	char nick[CHAT_NAME_MAX + 1];
+	/* With a backend: nick is claimed (after a good /join). */
+	uint8_t claim;
+	uint64_t claim_token;
 };
 
 struct udp_list {
@@ -87,12 +143,39 @@ struct chat_udp {
 	uint64_t hash_key[2];
 	size_t off_peers, off_pend, off_addr, off_nick, off_san, off_out;
 	size_t san_size, out_size;
+	/* peer_cap = local_cap (max_clients) + remote_cap. */
+	uint32_t local_cap, remote_cap;
+	/* SPEC 12; all false/0 without a backend. */
+	bool has_backend, backend_up, backend_known, leaves_sent;
+	struct udp_list remotes;
+	uint64_t next_claim;
+	int wake_fd; /* the relay's eventfd: open in every worker */
+	size_t off_ring, ring_size;
+	uint64_t ring_head, ring_tail; /* bytes appended, bytes taken */
+	uint64_t ring_dropped;
 };
 
 struct layout {
-	uint32_t peer_cap, pend_cap, addr_cap, nick_cap;
-	size_t off_peers, off_pend, off_addr, off_nick, off_san, off_out;
-	size_t san_size, out_size, total;
+	uint32_t peer_cap, pend_cap, addr_cap, nick_cap, local_cap, remote_cap;
+	size_t off_peers, off_pend, off_addr, off_nick, off_san, off_out, off_ring;
+	size_t san_size, out_size, ring_size, total;
+};
+
+/* One entry of the outbound ring; a, b NUL-terminated, text follows.
+ * Records are 8-aligned and never wrap: one that does not fit before the
+ * end starts at 0, after a PAD record (or, with less room than a header
+ * left, after nothing: the reader skips such a tail). */
+enum ring_kind { REC_PAD, REC_PUBLISH, REC_CLAIM, REC_RELEASE, REC_PRIVMSG };
+
+struct ring_rec {
+	uint32_t len; /* the whole record */
+	uint8_t kind;
+	uint8_t type; /* REC_PUBLISH: enum chat_wire_type */
+	uint32_t text_len;
+	uint64_t token; /* REC_CLAIM */
+	char instance[CHAT_WIRE_INSTANCE_LEN + 1]; /* REC_PRIVMSG: to */
+	char a[CHAT_NAME_MAX + 1];
+	char b[CHAT_HOST_MAX + 1];
 };
 
 /* What the shared command code gets as its room: the block plus the
@@ -101,6 +184,9 @@ struct udp_call {
 	struct chat_udp *u;
 	const struct chat_udp_transport *t;
 	void *ctx;
+	/* The /quit being handled (its reason goes to the others). */
+	const char *quit_reason;
+	size_t quit_reason_len;
 };
 
 typedef struct udp_link *(*link_fn)(struct chat_udp *u, uint32_t i);
@@ -126,15 +212,22 @@ layout_compute(const struct chat_settings *s, struct layout *l)
 {
 	size_t off;
 
-	if (!s || s->max_clients == 0 || s->max_clients > PEERS_MAX || s->max_line == 0 ||
-	    s->max_line > 1024 * 1024)
+	if (!s || s->max_clients == 0 || s->max_clients > PEERS_MAX - REMOTE_MAX ||
+	    s->max_line == 0 || s->max_line > 1024 * 1024)
 		return false;
-	l->peer_cap = s->max_clients;
+	l->local_cap = s->max_clients;
+	l->remote_cap = s->backend ? REMOTE_MAX : 0;
+	l->peer_cap = l->local_cap + l->remote_cap;
 	l->pend_cap = MAX(PENDING_MIN, s->max_clients);
-	l->addr_cap = pow2_at_least(2 * ((uint64_t)l->peer_cap + l->pend_cap));
+	l->addr_cap = pow2_at_least(2 * ((uint64_t)l->local_cap + l->pend_cap));
 	l->nick_cap = pow2_at_least(2 * (uint64_t)l->peer_cap);
 	l->san_size = CHAT_SAN_SIZE(s->max_line);
 	l->out_size = CHAT_OUT_SIZE(s->max_line);
+	/* Room for 4 of the longest records at least. */
+	l->ring_size = 0;
+	if (s->backend)
+		l->ring_size = align64(MAX((size_t)RING_MIN,
+					   4 * (sizeof(struct ring_rec) + l->san_size + 8)));
 
 	off = align64(sizeof(struct chat_udp));
 	l->off_peers = off;
@@ -148,7 +241,9 @@ layout_compute(const struct chat_settings *s, struct layout *l)
 	l->off_san = off;
 	off = align64(off + l->san_size);
 	l->off_out = off;
-	l->total = align64(off + l->out_size);
+	off = align64(off + l->out_size);
+	l->off_ring = off;
+	l->total = align64(off + l->ring_size);
 	return true;
 }
 
@@ -367,10 +462,16 @@ peer_alloc(struct chat_udp *u)
 	return i;
 }
 
-/* Take a peer out of the room, silently. */
+static void ring_release(struct chat_udp *u, const char *name);
+
+/* Take a peer out of the room, silently. A claim the backend has is given
+ * up; the caller publishes the leave and releases the peer's name. */
 static void
 peer_forget(struct chat_udp *u, uint32_t i)
 {
+	if (peers(u)[i].claim == CLAIM_SUBMITTED)
+		ring_release(u, peers(u)[i].claim_name);
+	peers(u)[i].claim = CLAIM_NONE;
 	addr_remove(u, i);
 	nick_remove(u, i);
 	list_unlink(u, &u->joined, join_link, i);
@@ -379,9 +480,23 @@ peer_forget(struct chat_udp *u, uint32_t i)
 	u->peer_free = i;
 }
 
+/* A member of another instance, out of the room, silently. */
+static void
+remote_forget(struct chat_udp *u, uint32_t i)
+{
+	nick_remove(u, i);
+	list_unlink(u, &u->remotes, join_link, i);
+	peers(u)[i].remote = false;
+	peers(u)[i].join.next = u->peer_free;
+	u->peer_free = i;
+}
+
 static void
 pending_forget(struct chat_udp *u, uint32_t i)
 {
+	if (pendings(u)[i].claim == CLAIM_SUBMITTED)
+		ring_release(u, pendings(u)[i].nick);
+	pendings(u)[i].claim = CLAIM_NONE;
 	addr_remove(u, i | REF_PENDING);
 	list_unlink(u, &u->pending, age_link, i);
 	pendings(u)[i].age.next = u->pend_free;
@@ -451,7 +566,153 @@ src_sockaddr(const struct udp_src *src, union sockaddr_any *ret)
 	memcpy(ret, &src->addr, sizeof(src->addr));
 }
 
+/* ---- backend: the outbound ring; the lock is held ---- */
+
+static void
+ring_wake(struct chat_udp *u)
+{
+	uint64_t one = 1;
+
+	/* Only EAGAIN (a counter near 2^64) can fail it: the relay is
+	 * awake then anyway. */
+	(void)!write(u->wake_fd, &one, sizeof(one));
+}
+
+static struct ring_rec *
+ring_at(struct chat_udp *u, uint64_t pos)
+{
+	return (struct ring_rec *)(void *)((char *)u + u->off_ring + pos % u->ring_size);
+}
+
+/* Append one record; false when the ring is full (the caller treats it
+ * as the backend being unable to take it: SPEC 12 lets events be lost). */
+static bool
+ring_put(struct chat_udp *u, const struct ring_rec *h, const char *text, size_t text_len)
+{
+	size_t need = (sizeof(*h) + text_len + 7) & ~(size_t)7;
+	size_t pos = (size_t)(u->ring_head % u->ring_size), pad = 0;
+	bool was_empty = u->ring_head == u->ring_tail;
+	struct ring_rec *r;
+
+	if (!u->has_backend || u->wake_fd < 0)
+		return false;
+	if (u->ring_size - pos < need)
+		pad = u->ring_size - pos;
+	if (need > u->ring_size / 2 ||
+	    u->ring_size - (size_t)(u->ring_head - u->ring_tail) < pad + need) {
+		u->ring_dropped++;
+		return false;
+	}
+	if (pad >= sizeof(*h)) {
+		r = ring_at(u, u->ring_head);
+		r->len = (uint32_t)pad;
+		r->kind = REC_PAD;
+	}
+	u->ring_head += pad;
+	r = ring_at(u, u->ring_head);
+	*r = *h;
+	r->len = (uint32_t)need;
+	r->text_len = (uint32_t)text_len;
+	if (text_len)
+		memcpy(r + 1, text, text_len);
+	u->ring_head += need;
+	if (was_empty)
+		ring_wake(u);
+	return true;
+}
+
+static void
+rec_set(char *dst, size_t size, const char *src)
+{
+	snprintf(dst, size, "%s", src ? src : "");
+}
+
+static bool
+ring_publish(struct chat_udp *u, enum chat_wire_type t, const char *a, const char *b,
+	     const char *text, size_t len)
+{
+	struct ring_rec h = { .kind = REC_PUBLISH, .type = (uint8_t)t };
+
+	/* Stopping: our leaves are out, nothing follows them. */
+	if (!u->has_backend || u->leaves_sent)
+		return false;
+	rec_set(h.a, sizeof(h.a), a);
+	rec_set(h.b, sizeof(h.b), b);
+	return ring_put(u, &h, text, text ? len : 0);
+}
+
+static void
+ring_release(struct chat_udp *u, const char *name)
+{
+	struct ring_rec h = { .kind = REC_RELEASE };
+
+	if (!u->has_backend)
+		return;
+	rec_set(h.a, sizeof(h.a), name);
+	/* Full: the name's key expires by itself after the key ttl. */
+	(void)ring_put(u, &h, NULL, 0);
+}
+
+static bool
+ring_privmsg(struct chat_udp *u, const char *instance, const char *from, const char *to,
+	     const char *text, size_t len)
+{
+	struct ring_rec h = { .kind = REC_PRIVMSG };
+
+	rec_set(h.instance, sizeof(h.instance), instance);
+	rec_set(h.a, sizeof(h.a), from);
+	rec_set(h.b, sizeof(h.b), to);
+	return ring_put(u, &h, text, len);
+}
+
+static uint64_t
+claim_token(struct chat_udp *u, bool peer, uint32_t slot)
+{
+	return ++u->next_claim << TOKEN_SEQ_SHIFT | (peer ? TOKEN_PEER : 0) | slot;
+}
+
+/* Queue a claim of name for host; false: the ring is full. */
+static bool
+ring_claim(struct chat_udp *u, const char *name, const char *host, uint64_t token)
+{
+	struct ring_rec h = { .kind = REC_CLAIM, .token = token };
+
+	rec_set(h.a, sizeof(h.a), name);
+	rec_set(h.b, sizeof(h.b), host);
+	return ring_put(u, &h, NULL, 0);
+}
+
 /* ---- ops for the shared command code; the lock is held ---- */
+
+/* m is a peer or a pending entry: a member of another instance? */
+static bool
+is_remote(struct chat_udp *u, const void *m)
+{
+	const struct udp_peer *p = m;
+
+	return p >= peers(u) && p < peers(u) + u->peer_cap && p->remote;
+}
+
+static void
+peer_host(const struct udp_peer *p, char buf[CHAT_HOST_MAX])
+{
+	union sockaddr_any sa;
+
+	memset(&sa, 0, sizeof(sa));
+	memcpy(&sa, &p->src.addr, sizeof(p->src.addr));
+	if (!sockaddr_host_to_string(&sa, buf, CHAT_HOST_MAX))
+		snprintf(buf, CHAT_HOST_MAX, "?");
+}
+
+/* A peer of ours with a name leaves the room for everyone. */
+static void
+publish_leave(struct chat_udp *u, struct udp_peer *p, const char *reason, size_t len)
+{
+	if (!u->has_backend || u->leaves_sent)
+		return;
+	(void)ring_publish(u, CHAT_WIRE_LEAVE, p->nick, NULL, reason, len);
+	ring_release(u, p->nick);
+}
 
 static void
 udp_send(void *room, void *m, const char *line, size_t len)
@@ -460,6 +721,10 @@ udp_send(void *room, void *m, const char *line, size_t len)
 	const struct udp_src *src = m;
 	union sockaddr_any to;
 
+	/* A member of another instance hears it from its own (send_private
+	 * sees to that); nothing else is ever sent to one. */
+	if (is_remote(call->u, m))
+		return;
 	src_sockaddr(src, &to);
 	call->t->send_to(call->ctx, &to, src->local.fd >= 0 ? &src->local : NULL, line, len);
 }
@@ -493,32 +758,40 @@ udp_host(void *room, void *m, char buf[CHAT_HOST_MAX])
 {
 	union sockaddr_any sa;
 
-	(void)room;
+	if (is_remote(((struct udp_call *)room)->u, m))
+		return ((struct udp_peer *)m)->host;
 	src_sockaddr(m, &sa);
 	return sockaddr_host_to_string(&sa, buf, CHAT_HOST_MAX);
 }
 
+/* Our peers in join order, then those of other instances. */
 static void *
 udp_first(void *room)
 {
 	struct chat_udp *u = ((struct udp_call *)room)->u;
+	uint32_t i = u->joined.first != NONE ? u->joined.first : u->remotes.first;
 
-	return u->joined.first == NONE ? NULL : &peers(u)[u->joined.first];
+	return i == NONE ? NULL : &peers(u)[i];
 }
 
 static void *
 udp_next(void *room, void *m)
 {
 	struct chat_udp *u = ((struct udp_call *)room)->u;
-	uint32_t next = ((struct udp_peer *)m)->join.next;
+	const struct udp_peer *p = m;
+	uint32_t next = p->join.next;
 
+	if (next == NONE && !p->remote)
+		next = u->remotes.first;
 	return next == NONE ? NULL : &peers(u)[next];
 }
 
 static unsigned
 udp_online(void *room)
 {
-	return ((struct udp_call *)room)->u->joined.n;
+	struct chat_udp *u = ((struct udp_call *)room)->u;
+
+	return u->joined.n + u->remotes.n;
 }
 
 static void
@@ -526,17 +799,26 @@ udp_rename(void *room, void *m, const char *name)
 {
 	struct chat_udp *u = ((struct udp_call *)room)->u;
 	uint32_t i = peer_index(u, m);
+	char old[CHAT_NAME_MAX + 1];
 
+	memcpy(old, peers(u)[i].nick, sizeof(old));
 	nick_remove(u, i);
 	snprintf(peers(u)[i].nick, sizeof(peers(u)[i].nick), "%s", name);
 	nick_put(u, i);
+	if (u->has_backend) {
+		(void)ring_publish(u, CHAT_WIRE_NICK, old, name, NULL, 0);
+		if (!chat_name_equal(old, name))
+			ring_release(u, old);
+	}
 }
 
 static void
 udp_remove(void *room, void *m)
 {
-	struct chat_udp *u = ((struct udp_call *)room)->u;
+	struct udp_call *call = room;
+	struct chat_udp *u = call->u;
 
+	publish_leave(u, m, call->quit_reason, call->quit_reason_len);
 	peer_forget(u, peer_index(u, m));
 }
 
@@ -547,6 +829,51 @@ udp_close(void *room, void *m, const char *reason)
 	(void)room;
 	(void)m;
 	(void)reason;
+}
+
+static void
+send_unavailable(struct udp_call *call, void *m);
+
+static bool
+udp_claim_nick(void *room, void *m, const char *name)
+{
+	struct udp_call *call = room;
+	struct chat_udp *u = call->u;
+	struct udp_peer *p = m;
+	char host[CHAT_HOST_MAX];
+	uint64_t token;
+
+	if (!u->has_backend)
+		return false;
+	/* Another case of one's own name: the claim is ours already. */
+	if (chat_name_equal(p->nick, name))
+		return false;
+	/* One claim at a time (its own name again after an outage, or a
+	 * /nick not answered yet). */
+	token = claim_token(u, true, peer_index(u, p));
+	peer_host(p, host);
+	if (p->claim != CLAIM_NONE || !u->backend_up || !ring_claim(u, name, host, token)) {
+		send_unavailable(call, p);
+		return true;
+	}
+	p->claim = CLAIM_QUEUED;
+	p->reclaim = false;
+	p->token = token;
+	snprintf(p->claim_name, sizeof(p->claim_name), "%s", name);
+	return true;
+}
+
+static bool
+udp_send_private(void *room, void *from, void *to, const char *text, size_t len)
+{
+	struct chat_udp *u = ((struct udp_call *)room)->u;
+	struct udp_peer *t = to, *f = from;
+
+	if (!t->remote)
+		return false;
+	/* Down or full: lost, as SPEC 12 lets it be. */
+	(void)ring_privmsg(u, t->instance, f->nick, t->nick, text, len);
+	return true;
 }
 
 static const struct chat_ops udp_ops = {
@@ -561,6 +888,8 @@ static const struct chat_ops udp_ops = {
 	.rename = udp_rename,
 	.remove = udp_remove,
 	.close = udp_close,
+	.claim_nick = udp_claim_nick,
+	.send_private = udp_send_private,
 };
 
 static struct chat_ctx
@@ -635,6 +964,13 @@ chat_udp_init(struct chat_udp *u, const struct chat_settings *s)
 	u->off_out = l.off_out;
 	u->san_size = l.san_size;
 	u->out_size = l.out_size;
+	u->local_cap = l.local_cap;
+	u->remote_cap = l.remote_cap;
+	list_init(&u->remotes);
+	u->has_backend = s->backend != NULL;
+	u->wake_fd = -1;
+	u->off_ring = l.off_ring;
+	u->ring_size = l.ring_size;
 	memset(addr_index(u), 0, (size_t)u->addr_cap * sizeof(uint32_t));
 	memset(nick_index(u), 0, (size_t)u->nick_cap * sizeof(uint32_t));
 	chat_hash_key(u->hash_key);
@@ -680,6 +1016,80 @@ token_matches(const struct udp_pending *p, const char *s, size_t n)
 	return diff == 0;
 }
 
+/* Pending entry pi becomes a peer with its name. */
+static void
+join_now(struct udp_call *call, uint32_t pi, uint64_t now_usec)
+{
+	struct chat_ctx c = udp_ctx(call);
+	struct chat_udp *u = call->u;
+	struct udp_pending *p = &pendings(u)[pi];
+	struct udp_peer *peer;
+	char host[CHAT_HOST_MAX];
+	uint32_t i;
+
+	i = peer_alloc(u);
+	peer = &peers(u)[i];
+	peer->src = p->src;
+	memcpy(peer->nick, p->nick, sizeof(peer->nick));
+	peer->last_usec = now_usec;
+	/* Its claim is the peer's name now: not released with the entry. */
+	p->claim = CLAIM_NONE;
+	pending_forget(u, pi);
+	addr_put(u, i);
+	nick_put(u, i);
+	list_append(u, &u->joined, join_link, i);
+	list_append(u, &u->active, active_link, i);
+	chat_announce_join(&c, peer);
+	if (u->has_backend) {
+		peer_host(peer, host);
+		(void)ring_publish(u, CHAT_WIRE_JOIN, peer->nick, host, NULL, 0);
+	}
+}
+
+/* SPEC 12: the backend cannot be asked; a newcomer is let go. */
+static void
+send_unavailable(struct udp_call *call, void *m)
+{
+	struct chat_ctx c = udp_ctx(call);
+
+	chat_send_line(&c, m, "! room unavailable, try again later");
+}
+
+static void
+pending_unavailable(struct udp_call *call, uint32_t pi)
+{
+	send_unavailable(call, &pendings(call->u)[pi]);
+	pending_forget(call->u, pi);
+}
+
+/* A good /join with a backend: the room's name first; "you are" once
+ * the backend says so (claim_result). */
+static void
+pending_claim(struct udp_call *call, uint32_t pi)
+{
+	struct chat_udp *u = call->u;
+	struct udp_pending *p = &pendings(u)[pi];
+	char host[CHAT_HOST_MAX];
+	union sockaddr_any sa;
+	uint64_t token;
+
+	if (!u->backend_known) {
+		/* Its first connection is under way: wait for up or down. */
+		p->claim = CLAIM_DEFERRED;
+		return;
+	}
+	token = claim_token(u, false, pi);
+	src_sockaddr(&p->src, &sa);
+	if (!sockaddr_host_to_string(&sa, host, sizeof(host)))
+		snprintf(host, sizeof(host), "?");
+	if (!u->backend_up || !ring_claim(u, p->nick, host, token)) {
+		pending_unavailable(call, pi);
+		return;
+	}
+	p->claim = CLAIM_QUEUED;
+	p->claim_token = token;
+}
+
 static void
 pending_join(struct udp_call *call, uint32_t pi, const struct chat_cmd_args *a,
 	     uint64_t now_usec)
@@ -687,15 +1097,13 @@ pending_join(struct udp_call *call, uint32_t pi, const struct chat_cmd_args *a,
 	struct chat_ctx c = udp_ctx(call);
 	struct chat_udp *u = call->u;
 	struct udp_pending *p = &pendings(u)[pi];
-	struct udp_peer *peer;
-	uint32_t i;
 
 	if (!token_matches(p, a->arg, a->arg_len)) {
 		p->has_token = false;
 		chat_send_line(&c, p, "! wrong token; send your name again");
 		return;
 	}
-	if (u->joined.n >= u->peer_cap) {
+	if (u->joined.n >= u->local_cap) {
 		chat_send_line(&c, p, "! server full");
 		return;
 	}
@@ -706,17 +1114,11 @@ pending_join(struct udp_call *call, uint32_t pi, const struct chat_cmd_args *a,
 		return;
 	}
 
-	i = peer_alloc(u);
-	peer = &peers(u)[i];
-	peer->src = p->src;
-	memcpy(peer->nick, p->nick, sizeof(peer->nick));
-	peer->last_usec = now_usec;
-	pending_forget(u, pi);
-	addr_put(u, i);
-	nick_put(u, i);
-	list_append(u, &u->joined, join_link, i);
-	list_append(u, &u->active, active_link, i);
-	chat_announce_join(&c, peer);
+	if (u->has_backend) {
+		pending_claim(call, pi);
+		return;
+	}
+	join_now(call, pi, now_usec);
 }
 
 static void
@@ -752,7 +1154,7 @@ pending_name(struct udp_call *call, uint32_t pi, const char *line, size_t n, uin
 	 * token as they were. */
 	if (!chat_name_attempt(&c, p, line, n, name))
 		return;
-	if (u->joined.n >= u->peer_cap) {
+	if (u->joined.n >= u->local_cap) {
 		chat_send_line(&c, p, "! server full");
 		return;
 	}
@@ -787,6 +1189,10 @@ pending_datagram(struct udp_call *call, uint32_t pi, const uint8_t *p, size_t n,
 	struct chat_cmd_args a;
 	size_t len;
 
+	/* Its /join is being answered (the name is claimed): what it sends
+	 * meanwhile is not. */
+	if (pend->claim != CLAIM_NONE)
+		return;
 	if (u->rate_limit > 0 && !chat_bucket_take(&pend->src.bucket, u->rate_limit, now_usec)) {
 		chat_send_line(&c, pend, "! slow down");
 		chat_count_rate_limited(u->stats);
@@ -811,6 +1217,7 @@ peer_datagram(struct udp_call *call, uint32_t i, const uint8_t *p, size_t n, uin
 	struct udp_peer *peer = &peers(u)[i];
 	char *san = (char *)u + u->off_san;
 	struct chat_cmd_args a;
+	enum chat_cmd cmd;
 	size_t len;
 
 	peer->last_usec = now_usec;
@@ -829,11 +1236,30 @@ peer_datagram(struct udp_call *call, uint32_t i, const uint8_t *p, size_t n, uin
 	len = sanitize_line(p, n, san, u->san_size);
 	if (chat_line_blank(san, len))
 		return;
-	if (chat_cmd_parse(san, len, &a) == CHAT_CMD_JOIN)
+	cmd = chat_cmd_parse(san, len, &a);
+	switch (cmd) {
+	case CHAT_CMD_JOIN:
 		/* Our "you are" reply was probably lost: say it again. */
 		chat_announce_self(&c, peer);
-	else
+		break;
+	case CHAT_CMD_TEXT:
+	case CHAT_CMD_ME:
 		chat_handle_line(&c, peer, san, len);
+		if (a.text_len > 0)
+			(void)ring_publish(u, cmd == CHAT_CMD_ME ? CHAT_WIRE_ME : CHAT_WIRE_MSG, peer->nick,
+					   NULL, a.text, a.text_len);
+		break;
+	case CHAT_CMD_QUIT:
+		call->quit_reason = a.text;
+		call->quit_reason_len = a.text_len;
+		chat_handle_line(&c, peer, san, len);
+		call->quit_reason = NULL;
+		call->quit_reason_len = 0;
+		break;
+	default:
+		chat_handle_line(&c, peer, san, len);
+		break;
+	}
 }
 
 void
@@ -902,6 +1328,7 @@ chat_udp_tick(struct chat_udp *u, const struct chat_udp_transport *t, void *ctx,
 		char name[CHAT_NAME_MAX + 1];
 
 		memcpy(name, peers(u)[u->active.first].nick, sizeof(name));
+		publish_leave(u, &peers(u)[u->active.first], NULL, 0);
 		peer_forget(u, u->active.first);
 		chat_announce_left(&c, name, NULL, 0);
 	}
@@ -918,6 +1345,29 @@ out:
 	return next;
 }
 
+/* Our peers' leaves, and the claims the backend has given up, before the
+ * backend stops (SPEC 12: the others hear each of them leave). */
+static void
+publish_all_leaves(struct chat_udp *u)
+{
+	if (!u->has_backend || u->leaves_sent)
+		return;
+	for (uint32_t i = u->joined.first; i != NONE; i = peers(u)[i].join.next) {
+		struct udp_peer *p = &peers(u)[i];
+
+		publish_leave(u, p, NULL, 0);
+		if (p->claim == CLAIM_SUBMITTED)
+			ring_release(u, p->claim_name);
+		p->claim = CLAIM_NONE;
+	}
+	for (uint32_t i = u->pending.first; i != NONE; i = pendings(u)[i].age.next) {
+		if (pendings(u)[i].claim == CLAIM_SUBMITTED)
+			ring_release(u, pendings(u)[i].nick);
+		pendings(u)[i].claim = CLAIM_NONE;
+	}
+	u->leaves_sent = true;
+}
+
 void
 chat_udp_shutdown(struct chat_udp *u, const struct chat_udp_transport *t, void *ctx)
 {
@@ -929,6 +1379,7 @@ chat_udp_shutdown(struct chat_udp *u, const struct chat_udp_transport *t, void *
 		u->shutdown = true;
 		for (uint32_t i = u->joined.first; i != NONE; i = peers(u)[i].join.next)
 			chat_send_line(&c, &peers(u)[i], "* server shutting down");
+		publish_all_leaves(u);
 	}
 	udp_unlock(u);
 }
@@ -942,4 +1393,644 @@ chat_udp_online(struct chat_udp *u)
 	n = u->joined.n;
 	udp_unlock(u);
 	return n;
+}
+
+/* ---- the backend side: in the process that started it ---- */
+
+struct chat_udp_backend {
+	struct chat_udp *u;
+	const struct chat_udp_transport *t;
+	void *ctx;
+	struct chat_backend *b;
+	pthread_t relay;
+	bool relay_started;
+	atomic_bool stop;
+	int wake_fd;
+	/* Events of other instances are formatted here, large enough for
+	 * any line the wire carries. */
+	char *rsan, *rout;
+	size_t rsan_size, rout_size;
+	void (*state)(void *ud, bool up, int error, const char *reason);
+	void *state_ud;
+};
+
+static struct udp_call
+backend_call(struct chat_udp_backend *k)
+{
+	return (struct udp_call){ .u = k->u, .t = k->t, .ctx = k->ctx };
+}
+
+/* Not counted as messages of ours. */
+static struct chat_ctx
+remote_ctx(struct chat_udp_backend *k, struct udp_call *call)
+{
+	struct chat_ctx c = udp_ctx(call);
+
+	c.out = k->rout;
+	c.out_size = k->rout_size;
+	c.stats = NULL;
+	return c;
+}
+
+/* A member of another instance still listed under a name the backend
+ * just gave us (its instance went away unnoticed): forget it. */
+static void
+evict_remote(struct chat_udp *u, const char *name)
+{
+	struct udp_peer *p = nick_find(u, name);
+
+	if (p && p->remote)
+		remote_forget(u, peer_index(u, p));
+}
+
+static struct udp_peer *
+find_remote(struct chat_udp *u, const char *name, size_t len, const char *instance)
+{
+	char n[CHAT_NAME_MAX + 1];
+	struct udp_peer *p;
+
+	if (len > CHAT_NAME_MAX)
+		return NULL;
+	memcpy(n, name, len);
+	n[len] = '\0';
+	p = nick_find(u, n);
+	if (!p || !p->remote || strcmp(p->instance, instance) != 0)
+		return NULL;
+	return p;
+}
+
+/* NAME-2, NAME-3, ...: the first that nobody in the room has, cut to
+ * fit the name rule. */
+static bool
+next_free_name(struct chat_udp *u, struct udp_peer *p, char ret[CHAT_NAME_MAX + 1])
+{
+	while (++p->suffix < 1000) {
+		char tail[8];
+		int k = snprintf(tail, sizeof(tail), "-%u", p->suffix);
+		int base = (int)MIN(strlen(p->nick), (size_t)(CHAT_NAME_MAX - k));
+
+		snprintf(ret, CHAT_NAME_MAX + 1, "%.*s%s", base, p->nick, tail);
+		if (!nick_find(u, ret))
+			return true;
+	}
+	return false;
+}
+
+/* Claim name again for peer i after an outage (reclaim). */
+static bool
+reclaim(struct chat_udp *u, uint32_t i, const char *name)
+{
+	struct udp_peer *p = &peers(u)[i];
+	uint64_t token = claim_token(u, true, i);
+	char host[CHAT_HOST_MAX];
+
+	peer_host(p, host);
+	if (!ring_claim(u, name, host, token))
+		return false;
+	p->claim = CLAIM_QUEUED;
+	p->reclaim = true;
+	p->token = token;
+	snprintf(p->claim_name, sizeof(p->claim_name), "%s", name);
+	return true;
+}
+
+/* After an outage: the peer's name again, or the first free NAME-N. */
+static void
+reclaim_done(struct udp_call *call, uint32_t i, int result)
+{
+	struct chat_ctx c = udp_ctx(call);
+	struct chat_udp *u = call->u;
+	struct udp_peer *p = &peers(u)[i];
+	char name[CHAT_NAME_MAX + 1], host[CHAT_HOST_MAX];
+
+	/* Answered later, through the relay again. */
+	if (result == -EEXIST && next_free_name(u, p, name) && reclaim(u, i, name))
+		return;
+	p->reclaim = false;
+	if (result != 0)
+		return; /* down again: the next up() tries again */
+	if (strcmp(p->claim_name, p->nick) != 0) {
+		char old[CHAT_NAME_MAX + 1];
+
+		memcpy(old, p->nick, sizeof(old));
+		/* Those that still list us under the old name forget it. */
+		(void)ring_publish(u, CHAT_WIRE_LEAVE, old, NULL, NULL, 0);
+		evict_remote(u, p->claim_name);
+		nick_remove(u, i);
+		memcpy(p->nick, p->claim_name, sizeof(p->nick));
+		nick_put(u, i);
+		chat_announce_renamed(&c, p, old, p->nick);
+		udp_send(call, p, c.out,
+			 (size_t)snprintf(c.out, c.out_size, "* you are now %s\r\n", p->nick));
+	}
+	peer_host(p, host);
+	(void)ring_publish(u, CHAT_WIRE_JOIN, p->nick, host, NULL, 0);
+}
+
+static void
+pending_claim_done(struct udp_call *call, uint32_t pi, int result)
+{
+	struct chat_ctx c = udp_ctx(call);
+	struct chat_udp *u = call->u;
+	struct udp_pending *p = &pendings(u)[pi];
+
+	p->claim = CLAIM_NONE;
+	if (result == 0) {
+		evict_remote(u, p->nick);
+		if (u->joined.n < u->local_cap && !nick_find(u, p->nick)) {
+			join_now(call, pi, now_usec());
+			return;
+		}
+		if (u->joined.n >= u->local_cap) {
+			/* Ours, and nobody's to use: given back. */
+			ring_release(u, p->nick);
+			chat_send_line(&c, p, "! server full");
+			return;
+		}
+		result = -EEXIST;
+	}
+	if (result == -EEXIST) {
+		p->has_token = false;
+		chat_send_taken(&c, p, p->nick);
+		return;
+	}
+	pending_unavailable(call, pi);
+}
+
+static void
+peer_claim_done(struct udp_call *call, uint32_t i, int result)
+{
+	struct chat_ctx c = udp_ctx(call);
+	struct udp_peer *p = &peers(call->u)[i];
+
+	p->claim = CLAIM_NONE;
+	if (p->reclaim)
+		reclaim_done(call, i, result);
+	else if (result == 0) {
+		evict_remote(call->u, p->claim_name);
+		chat_nick_done(&c, p, p->claim_name);
+	} else if (result == -EEXIST)
+		chat_send_taken(&c, p, p->claim_name);
+	else
+		send_unavailable(call, p);
+}
+
+/* The claim token in state `state` is answered. */
+static void
+claim_result(struct udp_call *call, uint64_t token, enum claim_state state, int result)
+{
+	struct chat_udp *u = call->u;
+	uint32_t slot = (uint32_t)(token & TOKEN_SLOT);
+
+	if (token & TOKEN_PEER) {
+		struct udp_peer *p = &peers(u)[slot];
+
+		if (slot < u->peer_hw && !p->remote && p->claim == state && p->token == token)
+			peer_claim_done(call, slot, result);
+	} else {
+		struct udp_pending *p = &pendings(u)[slot];
+
+		if (slot < u->pend_hw && p->claim == state && p->claim_token == token)
+			pending_claim_done(call, slot, result);
+	}
+}
+
+static void
+claim_submitted(struct chat_udp *u, uint64_t token)
+{
+	uint32_t slot = (uint32_t)(token & TOKEN_SLOT);
+
+	if (token & TOKEN_PEER)
+		peers(u)[slot].claim = CLAIM_SUBMITTED;
+	else
+		pendings(u)[slot].claim = CLAIM_SUBMITTED;
+}
+
+/* Is the claim of this token still queued (not given up meanwhile)? */
+static bool
+claim_queued(struct chat_udp *u, uint64_t token)
+{
+	uint32_t slot = (uint32_t)(token & TOKEN_SLOT);
+
+	if (token & TOKEN_PEER)
+		return slot < u->peer_hw && !peers(u)[slot].remote &&
+		       peers(u)[slot].claim == CLAIM_QUEUED && peers(u)[slot].token == token;
+	return slot < u->pend_hw && pendings(u)[slot].claim == CLAIM_QUEUED &&
+	       pendings(u)[slot].claim_token == token;
+}
+
+/* One record of the ring to the backend; the lock is held (the backend's
+ * calls only enqueue). */
+static void
+relay_one(struct chat_udp_backend *k, struct udp_call *call, const struct ring_rec *r)
+{
+	const char *text = r->text_len ? (const char *)(r + 1) : NULL;
+	int res;
+
+	switch (r->kind) {
+	case REC_PUBLISH:
+		(void)chat_backend_publish(k->b, (enum chat_wire_type)r->type, r->a,
+					   r->b[0] ? r->b : NULL, text, r->text_len);
+		break;
+	case REC_RELEASE:
+		chat_backend_release(k->b, r->a);
+		break;
+	case REC_PRIVMSG:
+		(void)chat_backend_privmsg(k->b, r->instance, r->a, r->b, text, r->text_len);
+		break;
+	case REC_CLAIM:
+		/* Given up while it waited here: never asked, never released. */
+		if (!claim_queued(k->u, r->token))
+			break;
+		res = k->u->backend_up ? chat_backend_claim(k->b, r->a, r->b, r->token) : -ENOTCONN;
+		if (res == 0)
+			claim_submitted(k->u, r->token);
+		else
+			claim_result(call, r->token, CLAIM_QUEUED, res);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+relay_drain(struct chat_udp_backend *k)
+{
+	struct udp_call call = backend_call(k);
+	struct chat_udp *u = k->u;
+	unsigned n = 0;
+
+	udp_lock(u);
+	while (u->ring_tail != u->ring_head) {
+		size_t pos = (size_t)(u->ring_tail % u->ring_size);
+		const struct ring_rec *r;
+		uint32_t len;
+
+		if (u->ring_size - pos < sizeof(*r)) {
+			u->ring_tail += u->ring_size - pos;
+			continue;
+		}
+		r = ring_at(u, u->ring_tail);
+		len = r->len;
+		if (len < sizeof(*r) || len > u->ring_size - pos ||
+		    len > u->ring_head - u->ring_tail) {
+			/* Cannot be written so; never loop on it. */
+			u->ring_tail = u->ring_head;
+			break;
+		}
+		if (r->kind != REC_PAD)
+			relay_one(k, &call, r);
+		u->ring_tail += len;
+		/* Let the workers in now and then. */
+		if (++n % 64 == 0) {
+			udp_unlock(u);
+			udp_lock(u);
+		}
+	}
+	udp_unlock(u);
+}
+
+static void *
+relay_main(void *arg)
+{
+	struct chat_udp_backend *k = arg;
+
+	for (;;) {
+		bool stop = atomic_load(&k->stop);
+		struct pollfd pfd = { .fd = k->wake_fd, .events = POLLIN };
+		uint64_t v;
+
+		relay_drain(k);
+		if (stop)
+			break;
+		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+			break;
+		(void)!read(k->wake_fd, &v, sizeof(v));
+	}
+	return NULL;
+}
+
+/* Names given before the backend's first word: claimed now that it is
+ * up, or refused now that it is down. */
+static void
+deferred_claims(struct udp_call *call)
+{
+	struct chat_udp *u = call->u;
+	uint32_t i, next;
+
+	for (i = u->pending.first; i != NONE && !u->shutdown; i = next) {
+		next = pendings(u)[i].age.next;
+		if (pendings(u)[i].claim != CLAIM_DEFERRED)
+			continue;
+		pendings(u)[i].claim = CLAIM_NONE;
+		pending_claim(call, i);
+	}
+}
+
+static void
+b_up(void *ud, bool reconnected)
+{
+	struct chat_udp_backend *k = ud;
+	struct udp_call call = backend_call(k);
+	struct chat_ctx c = udp_ctx(&call);
+	struct chat_udp *u = k->u;
+
+	udp_lock(u);
+	u->backend_up = true;
+	u->backend_known = true;
+	deferred_claims(&call);
+	for (uint32_t i = u->joined.first; i != NONE && !u->shutdown; i = peers(u)[i].join.next) {
+		struct udp_peer *p = &peers(u)[i];
+
+		if (reconnected)
+			chat_send_line(&c, p,
+				       "* reconnected; messages sent while disconnected are lost");
+		/* A /nick under way: its answer (-ENOTCONN) comes, the next
+		 * up() claims its name again. */
+		if (p->claim != CLAIM_NONE)
+			continue;
+		p->suffix = 1;
+		(void)reclaim(u, i, p->nick);
+	}
+	udp_unlock(u);
+	if (k->state)
+		k->state(k->state_ud, true, 0, NULL);
+}
+
+static void
+b_down(void *ud, int error, const char *reason)
+{
+	struct chat_udp_backend *k = ud;
+	struct udp_call call = backend_call(k);
+
+	udp_lock(k->u);
+	k->u->backend_up = false;
+	k->u->backend_known = true;
+	deferred_claims(&call);
+	udp_unlock(k->u);
+	if (k->state)
+		k->state(k->state_ud, false, error, reason);
+}
+
+static void
+b_claim_done(void *ud, uint64_t token, int result)
+{
+	struct chat_udp_backend *k = ud;
+	struct udp_call call = backend_call(k);
+
+	udp_lock(k->u);
+	/* Stopping: nobody is told anything any more. */
+	if (!k->u->shutdown)
+		claim_result(&call, token, CLAIM_SUBMITTED, result);
+	udp_unlock(k->u);
+}
+
+/* Remote text is untrusted: sanitized as a member's line is. */
+static size_t
+remote_text(struct chat_udp_backend *k, const char *p, size_t n)
+{
+	return p ? sanitize_line((const uint8_t *)p, n, k->rsan, k->rsan_size) : 0;
+}
+
+static void
+remote_join(struct chat_udp_backend *k, struct udp_call *call, const struct chat_wire_event *ev)
+{
+	struct chat_ctx c = remote_ctx(k, call);
+	struct chat_udp *u = k->u;
+	char name[CHAT_NAME_MAX + 1];
+	struct udp_peer *p;
+	uint32_t i;
+
+	if (ev->a_len > CHAT_NAME_MAX)
+		return;
+	memcpy(name, ev->a, ev->a_len);
+	name[ev->a_len] = '\0';
+	p = nick_find(u, name);
+	if (p) {
+		/* A snapshot repeats what we know; a name that moved to
+		 * another instance (the old one went unnoticed) follows. */
+		if (p->remote) {
+			snprintf(p->instance, sizeof(p->instance), "%s", ev->instance);
+			snprintf(p->host, sizeof(p->host), "%.*s", (int)ev->b_len, ev->b);
+		}
+		return;
+	}
+	if (u->remotes.n >= u->remote_cap)
+		return;
+	i = peer_alloc(u);
+	if (i == NONE)
+		return;
+	p = &peers(u)[i];
+	p->remote = true;
+	p->src.local.fd = -1;
+	snprintf(p->nick, sizeof(p->nick), "%s", name);
+	snprintf(p->host, sizeof(p->host), "%.*s", (int)ev->b_len, ev->b);
+	snprintf(p->instance, sizeof(p->instance), "%s", ev->instance);
+	nick_put(u, i);
+	list_append(u, &u->remotes, join_link, i);
+	chat_announce_joined(&c, p);
+}
+
+static void
+remote_left(struct chat_udp_backend *k, struct udp_call *call, struct udp_peer *p,
+	    const char *reason, size_t len)
+{
+	struct chat_ctx c = remote_ctx(k, call);
+	char name[CHAT_NAME_MAX + 1];
+
+	memcpy(name, p->nick, sizeof(name));
+	remote_forget(k->u, peer_index(k->u, p));
+	chat_announce_left(&c, name, reason, len);
+}
+
+static void
+remote_nick(struct chat_udp_backend *k, struct udp_call *call, const struct chat_wire_event *ev)
+{
+	struct chat_ctx c = remote_ctx(k, call);
+	struct chat_udp *u = k->u;
+	struct udp_peer *p = find_remote(u, ev->a, ev->a_len, ev->instance), *other;
+	char old[CHAT_NAME_MAX + 1], name[CHAT_NAME_MAX + 1];
+
+	if (!p || ev->b_len > CHAT_NAME_MAX)
+		return;
+	memcpy(name, ev->b, ev->b_len);
+	name[ev->b_len] = '\0';
+	other = nick_find(u, name);
+	if (other && other != p) {
+		if (!other->remote)
+			return; /* ours: the backend gave it to us */
+		remote_forget(u, peer_index(u, other));
+	}
+	memcpy(old, p->nick, sizeof(old));
+	nick_remove(u, peer_index(u, p));
+	memcpy(p->nick, name, sizeof(p->nick));
+	nick_put(u, peer_index(u, p));
+	if (strcmp(old, name) != 0)
+		chat_announce_renamed(&c, p, old, name);
+}
+
+static void
+b_event(void *ud, const struct chat_wire_event *ev)
+{
+	struct chat_udp_backend *k = ud;
+	struct udp_call call = backend_call(k);
+	struct chat_ctx c = remote_ctx(k, &call);
+	struct chat_udp *u = k->u;
+	char name[CHAT_NAME_MAX + 1];
+	struct udp_peer *p;
+	size_t len;
+
+	udp_lock(u);
+	if (u->shutdown)
+		goto out;
+	switch (ev->type) {
+	case CHAT_WIRE_JOIN:
+		remote_join(k, &call, ev);
+		break;
+	case CHAT_WIRE_LEAVE:
+		p = find_remote(u, ev->a, ev->a_len, ev->instance);
+		if (p) {
+			len = remote_text(k, ev->text, ev->text_len);
+			remote_left(k, &call, p, k->rsan, len);
+		}
+		break;
+	case CHAT_WIRE_NICK:
+		remote_nick(k, &call, ev);
+		break;
+	case CHAT_WIRE_MSG:
+	case CHAT_WIRE_ME:
+		len = remote_text(k, ev->text, ev->text_len);
+		if (ev->a_len > CHAT_NAME_MAX || chat_line_blank(k->rsan, len))
+			break;
+		memcpy(name, ev->a, ev->a_len);
+		name[ev->a_len] = '\0';
+		chat_relay(&c, NULL, ev->type == CHAT_WIRE_ME, name, k->rsan, len);
+		break;
+	case CHAT_WIRE_PRIVMSG:
+		if (ev->a_len > CHAT_NAME_MAX || ev->b_len > CHAT_NAME_MAX)
+			break;
+		memcpy(name, ev->b, ev->b_len);
+		name[ev->b_len] = '\0';
+		p = nick_find(u, name);
+		if (!p || p->remote)
+			break;
+		len = remote_text(k, ev->text, ev->text_len);
+		memcpy(name, ev->a, ev->a_len);
+		name[ev->a_len] = '\0';
+		chat_send_private(&c, p, name, k->rsan, len);
+		break;
+	default:
+		break;
+	}
+out:
+	udp_unlock(u);
+}
+
+static void
+b_lost(void *ud, const char *instance, const char *name)
+{
+	struct chat_udp_backend *k = ud;
+	struct udp_call call = backend_call(k);
+	struct udp_peer *p;
+
+	udp_lock(k->u);
+	p = k->u->shutdown ? NULL : find_remote(k->u, name, strlen(name), instance);
+	if (p)
+		remote_left(k, &call, p, "instance lost", strlen("instance lost"));
+	udp_unlock(k->u);
+}
+
+static const struct chat_backend_ops udp_backend_ops = {
+	.up = b_up,
+	.down = b_down,
+	.event = b_event,
+	.claim_done = b_claim_done,
+	.lost = b_lost,
+};
+
+static void
+backend_free(struct chat_udp_backend *k)
+{
+	if (k->wake_fd >= 0)
+		close(k->wake_fd);
+	free(k->rsan);
+	free(k->rout);
+	free(k);
+}
+
+int
+chat_udp_backend_start(struct chat_udp_backend **ret, struct chat_udp *u,
+		       const struct chat_settings *s, const struct chat_udp_transport *t,
+		       void *ctx)
+{
+	struct chat_backend_settings bs = { .url = s->backend };
+	struct chat_udp_backend *k;
+	int r;
+
+	if (!u || u->magic != MAGIC || !u->has_backend || !s->backend || !t)
+		return -EINVAL;
+	bs.room = s->room ? s->room : s->listener;
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	*k = (struct chat_udp_backend){
+		.u = u, .t = t, .ctx = ctx, .wake_fd = -1,
+		.state = s->backend_state, .state_ud = s->backend_ud,
+	};
+	atomic_init(&k->stop, false);
+	k->rsan_size = SANITIZE_SIZE_MAX((size_t)CHAT_WIRE_TEXT_MAX);
+	k->rsan = malloc(k->rsan_size);
+	k->rout_size = k->rsan_size + 256;
+	k->rout = malloc(k->rout_size);
+	k->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!k->rsan || !k->rout || k->wake_fd < 0) {
+		r = k->wake_fd < 0 ? -errno : -ENOMEM;
+		backend_free(k);
+		return r;
+	}
+	udp_lock(u);
+	u->wake_fd = k->wake_fd;
+	udp_unlock(u);
+	/* The relay uses k->b: the backend first (its ops may run at once;
+	 * what they queue waits in the ring for the relay). */
+	r = chat_backend_start(&k->b, &bs, &udp_backend_ops, k);
+	if (r == 0) {
+		r = -pthread_create(&k->relay, NULL, relay_main, k);
+		k->relay_started = r == 0;
+	}
+	if (r < 0) {
+		chat_backend_stop(k->b);
+		udp_lock(u);
+		u->wake_fd = -1;
+		udp_unlock(u);
+		backend_free(k);
+		return r;
+	}
+	*ret = k;
+	return 0;
+}
+
+void
+chat_udp_backend_stop(struct chat_udp_backend *k)
+{
+	struct chat_udp *u;
+	uint64_t one = 1;
+
+	if (!k)
+		return;
+	u = k->u;
+	udp_lock(u);
+	publish_all_leaves(u);
+	udp_unlock(u);
+	/* The relay hands everything queued to the backend, then ends. */
+	atomic_store(&k->stop, true);
+	(void)!write(k->wake_fd, &one, sizeof(one));
+	if (k->relay_started)
+		pthread_join(k->relay, NULL);
+	/* Never with the lock held: its ops take it. */
+	chat_backend_stop(k->b);
+	udp_lock(u);
+	u->wake_fd = -1;
+	udp_unlock(u);
+	backend_free(k);
 }

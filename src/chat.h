@@ -41,10 +41,11 @@ struct chat_settings {
 	/* Counters the room keeps (members, messages, rate_limit refusals;
 	 * udp: joined peers as conns_now), or NULL. */
 	struct listener_stats *stats;
-	/* Stream rooms only: the room lives on this Redis server too (SPEC
-	 * section 12), under the name room; NULL: this process only. The
-	 * room then runs a chat_backend thread of its own, and the transport
-	 * callbacks are also called from that thread. */
+	/* The room lives on this Redis server too (SPEC section 12), under
+	 * the name room; NULL: this process only. A stream room then runs a
+	 * chat_backend thread of its own, and the transport callbacks are
+	 * also called from that thread; a datagram room gets one with
+	 * chat_udp_backend_start(). */
 	const struct backend_url *backend;
 	const char *room;
 	/* With backend, or NULL: told once each time the backend comes up
@@ -129,4 +130,21 @@ void chat_udp_datagram(struct chat_udp *u, const struct chat_udp_transport *t, v
 uint64_t chat_udp_tick(struct chat_udp *u, const struct chat_udp_transport *t, void *ctx,
 		       uint64_t now_usec);
 void chat_udp_shutdown(struct chat_udp *u, const struct chat_udp_transport *t, void *ctx);
+/* Our peers (not those of other instances). */
 unsigned chat_udp_online(struct chat_udp *u);
+
+/* SPEC 12 for a datagram room set up with s->backend: start its backend
+ * (a chat_backend thread and a relay thread) in THIS process, the one
+ * that stays while the room is served (fork's pre-forked workers reach it
+ * through the block; they must be forked after this). Sends the backend
+ * causes (events of other instances, answers to claims) go through t
+ * with ctx, from those threads: ctx must stay valid until
+ * chat_udp_backend_stop(), and the sockets it sends from stay open in
+ * this process. 0, -EINVAL, -ENOMEM, -errno. */
+struct chat_udp_backend;
+int chat_udp_backend_start(struct chat_udp_backend **ret, struct chat_udp *u,
+			   const struct chat_settings *s, const struct chat_udp_transport *t,
+			   void *ctx);
+/* Our peers' leaves to the others, then stop both threads. Before
+ * chat_udp_done(); NULL is fine. */
+void chat_udp_backend_stop(struct chat_udp_backend *b);

@@ -972,8 +972,6 @@ check_listener(struct parser *p, const struct keyset *ks, const struct keyset *d
 		error_s(p, ks->where[KEY_PREFIX], "prefix applies only to service echo");
 	if (ks->where[KEY_BACKEND] && ks->ok[KEY_SERVICE] && !is(ks, KEY_SERVICE, SERVICE_CHAT))
 		error_s(p, ks->where[KEY_BACKEND], "backend applies only to service chat");
-	else if (ks->where[KEY_BACKEND] && is(ks, KEY_PROTOCOL, PROTOCOL_UDP))
-		error_s(p, ks->where[KEY_BACKEND], "backend: not supported on udp listeners yet");
 	else if (ks->where[KEY_ROOM] && !ks->where[KEY_BACKEND])
 		error_s(p, ks->where[KEY_ROOM], "room applies only with a backend");
 	/* RFC 864 over udp answers every datagram with up to 512 bytes: the

@@ -17,6 +17,9 @@ struct chat_state {
 	struct chat_room *room;    /* tcp */
 	struct chat_udp *udp;      /* udp, in shared memory */
 	size_t udp_size;
+	/* udp with a backend: its threads, and what they send with. */
+	struct chat_udp_backend *udp_backend;
+	struct dgram backend_dgram;
 };
 
 static void
@@ -95,7 +98,7 @@ chat_listener_init(struct listener_rt *l)
 		.idle_timeout = l->cfg.idle_timeout,
 		.stats = l->stats,
 	};
-	bool backend = l->cfg.has_backend && l->cfg.protocol == PROTOCOL_TCP;
+	bool backend = l->cfg.has_backend;
 	struct chat_state *st;
 	int r;
 
@@ -130,6 +133,15 @@ chat_listener_init(struct listener_rt *l)
 		}
 		st->udp = p;
 		r = chat_udp_init(st->udp, &cs);
+		if (r == 0 && backend) {
+			/* Replies leave from the peer's remembered local end;
+			 * this socket is the fallback. */
+			st->backend_dgram = (struct dgram){ .lst = l, .local = { .fd = l->fds[0] } };
+			r = chat_udp_backend_start(&st->udp_backend, st->udp, &cs, &udp_transport,
+						   &st->backend_dgram);
+			if (r < 0)
+				chat_udp_done(st->udp);
+		}
 		if (r < 0) {
 			munmap(p, st->udp_size);
 			free(st);
@@ -152,6 +164,7 @@ chat_listener_done(struct listener_rt *l)
 	if (l->cfg.has_backend)
 		STATS_SET(l, backend, STATS_BACKEND_NONE);
 	if (st->udp) {
+		chat_udp_backend_stop(st->udp_backend);
 		chat_udp_done(st->udp);
 		munmap(st->udp, st->udp_size);
 	}
