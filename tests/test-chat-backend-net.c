@@ -742,7 +742,7 @@ END_TEST
 START_TEST(backend_udp_every_model_talks_both_ways)
 {
 	const struct harness_combo *hc = harness_combo_at((size_t)_i);
-	struct conn *alice, *bob, *al2;
+	struct conn *alice, *bob, *al2, *dave;
 	char more[64] = "";
 
 	harness_combo_use(hc);
@@ -754,31 +754,105 @@ START_TEST(backend_udp_every_model_talks_both_ways)
 		      "[%s] backend never came up", hc->tcase);
 	start_inst(1, "epoll");
 
-	alice = udp_join(0, "alice", 1);
-	bob = join(1, "bob", 2);
-	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+	/* The tcp member first: a join elsewhere counts a member once its
+	 * instance has heard of it, and the first one cannot be waited for. */
+	bob = join(1, "bob", 1);
+	alice = udp_join(0, "alice", 2);
+	expect_next(bob, "bob", "* alice@" HOST " joined; 2 online");
 	al2 = udp_join(0, "al2", 3);
 	expect_next(alice, "alice", "* al2@" HOST " joined; 3 online");
 	expect_next(bob, "bob", "* al2@" HOST " joined; 3 online");
+	dave = join(1, "dave", 4);
+	expect_next(bob, "bob", "* dave@" HOST " joined; 4 online");
+	expect_next(alice, "alice", "* dave@" HOST " joined; 4 online");
+	expect_next(al2, "al2", "* dave@" HOST " joined; 4 online");
 
 	say(bob, "to udp");
 	expect_next(alice, "alice", "<bob> to udp");
 	expect_next(al2, "al2", "<bob> to udp");
+	expect_next(dave, "dave", "<bob> to udp");
 	say(alice, "to tcp");
 	expect_next(bob, "bob", "<alice> to tcp");
+	expect_next(dave, "dave", "<alice> to tcp");
 	expect_next(al2, "al2", "<alice> to tcp");
 	say(al2, "/who");
-	expect_next(al2, "al2", "* 3 online: alice@" HOST ", al2@" HOST ", bob@" HOST);
+	expect_next(al2, "al2",
+		    "* 4 online: alice@" HOST ", al2@" HOST ", bob@" HOST ", dave@" HOST);
 
 	say(al2, "/quit");
-	expect_next(alice, "alice", "* al2 left; 2 online");
-	expect_next(bob, "bob", "* al2 left; 2 online");
+	expect_next(alice, "alice", "* al2 left; 3 online");
+	expect_next(bob, "bob", "* al2 left; 3 online");
+	expect_next(dave, "dave", "* al2 left; 3 online");
+	conn_free(dave);
+	expect_next(alice, "alice", "* dave left; 2 online");
 	conn_free(bob);
 	expect_next(alice, "alice", "* bob left; 1 online");
 	conn_free(alice);
 	conn_free(al2);
 }
 END_TEST
+
+/* Does a /who answer list exactly names (each as name@HOST), in any
+ * order, with "* n online: " before them? */
+static bool
+who_lists(const char *line, const char *const *names, size_t n)
+{
+	char head[64], copy[8192], *save = NULL;
+	bool seen[N_INST * 4] = { false };
+	size_t count = 0;
+
+	ck_assert_uint_le(n, ELEMENTSOF(seen));
+	snprintf(head, sizeof(head), "* %zu online: ", n);
+	if (strncmp(line, head, strlen(head)) != 0)
+		return false;
+	snprintf(copy, sizeof(copy), "%s", line + strlen(head));
+	for (char *m = strtok_r(copy, ",", &save); m; m = strtok_r(NULL, ",", &save)) {
+		size_t j;
+
+		if (count > 0 && *m++ != ' ')
+			return false;
+		for (j = 0; j < n; j++)
+			if (!seen[j] && strncmp(m, names[j], strlen(names[j])) == 0 &&
+			    strcmp(m + strlen(names[j]), "@" HOST) == 0)
+				break;
+		if (j == n)
+			return false;
+		seen[j] = true;
+		count++;
+	}
+	return count == n;
+}
+
+/* Udp instances 0 (epoll) and 2 (thread), tcp instance 1 (poll), their
+ * backends up. */
+static void
+start_room_of_three(void)
+{
+	start_inst_more(0, "udp", "epoll", false, "");
+	start_inst(1, "poll");
+	start_inst_more(2, "udp", "thread", false, "");
+	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
+		      "a: backend never came up");
+	ck_assert_msg(harness_wait_log(&inst[2], "up, room 'hall'", RECONNECT_MS),
+		      "c: backend never came up");
+}
+
+/* The answer to a /who of c: "* N online: " and names (each name@HOST),
+ * names[0], the asker, first, the others in any order (SPEC 5 says none). */
+static void
+expect_who(struct conn *c, const char *who, const char *const *names, size_t n)
+{
+	char line[8192], first[64];
+	int r;
+
+	say(c, "/who");
+	r = read_line(c, line, sizeof(line), IO_MS);
+	ck_assert_msg(r == 0, "%s: no answer to /who (%d)", who, r);
+	snprintf(first, sizeof(first), "* %zu online: %s@" HOST, n, names[0]);
+	ck_assert_msg(strncmp(line, first, strlen(first)) == 0 && who_lists(line, names, n),
+		      "%s: /who: expected '%s' first, then the other %zu in any order; got '%s'",
+		      who, first, n - 1, line);
+}
 
 /* udp members on two instances and a tcp one between them: joins,
  * messages, /me, /who, names, /msg, /nick and leaves span them all. */
@@ -787,18 +861,13 @@ START_TEST(backend_udp_and_tcp_share_a_room)
 	struct conn *alice, *bob, *carol, *dave, *c;
 
 	ck_assert_int_eq(harness_redis_start(&rs), 0);
-	start_inst_more(0, "udp", "epoll", false, "");
-	start_inst(1, "poll");
-	start_inst_more(2, "udp", "thread", false, "");
-	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
-		      "a: backend never came up");
-	ck_assert_msg(harness_wait_log(&inst[2], "up, room 'hall'", RECONNECT_MS),
-		      "c: backend never came up");
+	start_room_of_three();
 
-	/* N online counts the whole room. */
-	alice = udp_join(0, "alice", 1);
-	bob = join(1, "bob", 2);
-	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+	/* N online counts the whole room (the tcp member first: see
+	 * backend_udp_every_model_talks_both_ways). */
+	bob = join(1, "bob", 1);
+	alice = udp_join(0, "alice", 2);
+	expect_next(bob, "bob", "* alice@" HOST " joined; 2 online");
 	carol = udp_join(2, "carol", 3);
 	expect_next(alice, "alice", "* carol@" HOST " joined; 3 online");
 	expect_next(bob, "bob", "* carol@" HOST " joined; 3 online");
@@ -815,22 +884,12 @@ START_TEST(backend_udp_and_tcp_share_a_room)
 	expect_next(bob, "bob", "* carol waves");
 
 	/* /who lists every instance's members: ours first, then the others'. */
-	say(alice, "/who");
-	expect_next(alice, "alice", "* 3 online: alice@" HOST ", bob@" HOST ", carol@" HOST);
-	say(bob, "/who");
-	expect_next(bob, "bob", "* 3 online: bob@" HOST ", alice@" HOST ", carol@" HOST);
-	say(carol, "/who");
-	expect_next(carol, "carol", "* 3 online: carol@" HOST ", alice@" HOST ", bob@" HOST);
+	expect_who(alice, "alice", (const char *const[]){ "alice", "bob", "carol" }, 3);
+	expect_who(bob, "bob", (const char *const[]){ "bob", "alice", "carol" }, 3);
+	expect_who(carol, "carol", (const char *const[]){ "carol", "alice", "bob" }, 3);
 
-	/* A name held on another instance, by a tcp or a udp member, in any
-	 * case: the answer to the /join says so. */
-	c = udp_try_join(0, "BOB", "! name \"BOB\" is taken");
-	conn_free(c);
-	c = udp_try_join(0, "carol", "! name \"carol\" is taken");
-	conn_free(c);
-	c = udp_try_join(2, "Alice", "! name \"Alice\" is taken");
-	conn_free(c);
-	/* A tcp newcomer cannot take a udp member's name either. */
+	/* A tcp newcomer cannot take a udp member's name, in any case
+	 * (udp newcomers: backend_udp_names_taken_anywhere). */
 	dave = connect_to(1);
 	expect_soon(dave, "dave", "* welcome to b (3 online)", IO_MS);
 	say(dave, "alice");
@@ -839,7 +898,7 @@ START_TEST(backend_udp_and_tcp_share_a_room)
 	expect_next(dave, "dave", "! name \"CAROL\" is taken");
 	say(dave, "dave");
 	expect_next(dave, "dave", "* you are dave@" HOST "; 4 online");
-	/* The refused ones never joined: the next line anyone gets is dave's. */
+	/* The refused one never joined: the next line anyone gets is dave's. */
 	expect_next(alice, "alice", "* dave@" HOST " joined; 4 online");
 	expect_next(bob, "bob", "* dave@" HOST " joined; 4 online");
 	expect_next(carol, "carol", "* dave@" HOST " joined; 4 online");
@@ -894,9 +953,41 @@ START_TEST(backend_udp_and_tcp_share_a_room)
 	conn_free(dave);
 	expect_next(alice, "alicia", "* dave left; 2 online");
 	expect_next(bob, "bob", "* dave left; 2 online");
-	say(bob, "/who");
-	expect_next(bob, "bob", "* 2 online: bob@" HOST ", alicia@" HOST);
+	expect_who(bob, "bob", (const char *const[]){ "bob", "alicia" }, 2);
 
+	conn_free(alice);
+	conn_free(bob);
+	conn_free(carol);
+}
+END_TEST
+
+/* A udp newcomer asking for a name held on another instance, by a tcp
+ * or a udp member, in any case: offered a token like anyone, it gets
+ * '! name "x" is taken' as the answer to its /join, and never joins. */
+START_TEST(backend_udp_names_taken_anywhere)
+{
+	struct conn *alice, *bob, *carol, *c;
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_room_of_three();
+	bob = join(1, "bob", 1);
+	alice = udp_join(0, "alice", 2);
+	expect_next(bob, "bob", "* alice@" HOST " joined; 2 online");
+	carol = udp_join(2, "carol", 3);
+	expect_next(alice, "alice", "* carol@" HOST " joined; 3 online");
+	expect_next(bob, "bob", "* carol@" HOST " joined; 3 online");
+
+	c = udp_try_join(0, "BOB", "! name \"BOB\" is taken");
+	conn_free(c);
+	c = udp_try_join(0, "carol", "! name \"carol\" is taken");
+	conn_free(c);
+	c = udp_try_join(2, "Alice", "! name \"Alice\" is taken");
+	conn_free(c);
+	c = udp_try_join(2, "bob", "! name \"bob\" is taken");
+	conn_free(c);
+	expect_quiet(alice, "alice", 3);
+	expect_quiet(bob, "bob", 3);
+	expect_quiet(carol, "carol", 3);
 	conn_free(alice);
 	conn_free(bob);
 	conn_free(carol);
@@ -926,9 +1017,9 @@ START_TEST(backend_udp_lines_arrive_in_order)
 	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
 		      "[%s] backend never came up", hc->tcase);
 	start_inst(1, "thread");
-	alice = udp_join(0, "alice", 1);
-	bob = join(1, "bob", 2);
-	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+	bob = join(1, "bob", 1);
+	alice = udp_join(0, "alice", 2);
+	expect_next(bob, "bob", "* alice@" HOST " joined; 2 online");
 
 	for (int w = 0; w < 200; w += 20) {
 		char text[32], want[48];
@@ -961,12 +1052,12 @@ START_TEST(backend_udp_sigterm_tells_the_others)
 	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
 		      "a: backend never came up");
 	start_inst(1, "epoll");
-	alice = udp_join(0, "alice", 1);
-	al2 = udp_join(0, "al2", 2);
-	expect_next(alice, "alice", "* al2@" HOST " joined; 2 online");
-	bob = join(1, "bob", 3);
-	expect_next(alice, "alice", "* bob@" HOST " joined; 3 online");
-	expect_next(al2, "al2", "* bob@" HOST " joined; 3 online");
+	bob = join(1, "bob", 1);
+	alice = udp_join(0, "alice", 2);
+	expect_next(bob, "bob", "* alice@" HOST " joined; 2 online");
+	al2 = udp_join(0, "al2", 3);
+	expect_next(alice, "alice", "* al2@" HOST " joined; 3 online");
+	expect_next(bob, "bob", "* al2@" HOST " joined; 3 online");
 
 	ck_assert_int_eq(harness_signal(&inst[0], SIGTERM), 0);
 	expect_next(alice, "alice", "* server shutting down");
@@ -1003,10 +1094,10 @@ START_TEST(backend_udp_idle_peer_leaves_the_room)
 	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
 		      "a: backend never came up");
 	start_inst(1, "epoll");
+	bob = join(1, "bob", 1);
 	t0 = now_usec(); /* alice's last datagram, her /join, goes after this */
-	alice = udp_join(0, "alice", 1);
-	bob = join(1, "bob", 2);
-	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+	alice = udp_join(0, "alice", 2);
+	expect_next(bob, "bob", "* alice@" HOST " joined; 2 online");
 
 	/* 2 s, the sweep, and slack. */
 	expect_soon(bob, "bob", "* alice left; 1 online", 10000);
@@ -1024,37 +1115,6 @@ START_TEST(backend_udp_idle_peer_leaves_the_room)
 	conn_free(bob);
 }
 END_TEST
-
-/* Does a /who answer list exactly names (each as name@HOST), in any
- * order, with "* n online: " before them? */
-static bool
-who_lists(const char *line, const char *const *names, size_t n)
-{
-	char head[64], copy[8192], *save = NULL;
-	bool seen[N_INST * 4] = { false };
-	size_t count = 0;
-
-	ck_assert_uint_le(n, ELEMENTSOF(seen));
-	snprintf(head, sizeof(head), "* %zu online: ", n);
-	if (strncmp(line, head, strlen(head)) != 0)
-		return false;
-	snprintf(copy, sizeof(copy), "%s", line + strlen(head));
-	for (char *m = strtok_r(copy, ",", &save); m; m = strtok_r(NULL, ",", &save)) {
-		size_t j;
-
-		if (count > 0 && *m++ != ' ')
-			return false;
-		for (j = 0; j < n; j++)
-			if (!seen[j] && strncmp(m, names[j], strlen(names[j])) == 0 &&
-			    strcmp(m + strlen(names[j]), "@" HOST) == 0)
-				break;
-		if (j == n)
-			return false;
-		seen[j] = true;
-		count++;
-	}
-	return count == n;
-}
 
 /* Ask /who until it lists exactly names, in any order (after an outage
  * the instances register their members again in their own order).
@@ -1095,12 +1155,12 @@ START_TEST(backend_udp_outage_and_reconnect)
 	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
 		      "a: backend never came up");
 	start_inst(1, "thread");
-	alice = udp_join(0, "alice", 1);
-	al2 = udp_join(0, "al2", 2);
-	expect_next(alice, "alice", "* al2@" HOST " joined; 2 online");
-	bob = join(1, "bob", 3);
-	expect_next(alice, "alice", "* bob@" HOST " joined; 3 online");
-	expect_next(al2, "al2", "* bob@" HOST " joined; 3 online");
+	bob = join(1, "bob", 1);
+	alice = udp_join(0, "alice", 2);
+	expect_next(bob, "bob", "* alice@" HOST " joined; 2 online");
+	al2 = udp_join(0, "al2", 3);
+	expect_next(alice, "alice", "* al2@" HOST " joined; 3 online");
+	expect_next(bob, "bob", "* al2@" HOST " joined; 3 online");
 
 	ck_assert_int_eq(harness_redis_kill(&rs), 0);
 	ck_assert_msg(harness_wait_log(&inst[0], "unreachable", RECONNECT_MS),
@@ -1219,6 +1279,7 @@ chat_backend_net_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, TCASE_TIMEOUT);
 	tcase_add_test(tc, backend_udp_and_tcp_share_a_room);
+	tcase_add_test(tc, backend_udp_names_taken_anywhere);
 	tcase_add_loop_test(tc, backend_udp_lines_arrive_in_order, 0,
 			    ELEMENTSOF(udp_order_combos));
 	suite_add_tcase(s, tc);
