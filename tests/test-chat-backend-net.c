@@ -2,7 +2,11 @@
  * three netechod instances, of different models, on one room. Lines are
  * compared as the chat contract writes them (SPEC section 5). "Nothing
  * else arrives" is never a sleep: the client sends a marker (/who) and
- * the next line must be its answer. Every wait is bounded. */
+ * the next line must be its answer. Every wait is bounded.
+ *
+ * An instance serves a tcp or a udp chat listener: a udp member is a
+ * struct conn too (one datagram, one line), so the same helpers read and
+ * write both; udp_join() does the SPEC 5 token handshake. */
 
 #include <errno.h>
 #include <signal.h>
@@ -36,6 +40,7 @@ static bool started[N_INST];
 
 struct conn {
 	int fd;
+	bool udp; /* a udp chat peer: every datagram is one CRLF-ended line */
 	size_t have;
 	char buf[65536];
 };
@@ -61,17 +66,18 @@ teardown(void)
 	(void)harness_redis_stop(&rs);
 }
 
-/* Instance i: one chat listener "a", "b" or "c" with model, in room
- * "hall"; instance 0 with a metrics listener too when metrics. */
+/* Instance i: one chat listener "a", "b" or "c" of protocol ("tcp",
+ * "udp") with model, in room "hall"; instance 0 with a metrics listener
+ * too when metrics. */
 static void
-start_inst_more(int i, const char *model, bool metrics, const char *more)
+start_inst_more(int i, const char *protocol, const char *model, bool metrics, const char *more)
 {
 	static const char *const names[N_INST] = { "a", "b", "c" };
 	int r;
 
 	snprintf(extra[i], sizeof(extra[i]),
 		 "backend = \"redis://127.0.0.1:%u\"; room = \"hall\"; %s", rs.port, more);
-	lst[i] = (struct hl_listener){ .name = names[i], .protocol = "tcp", .model = model,
+	lst[i] = (struct hl_listener){ .name = names[i], .protocol = protocol, .model = model,
 				       .service = "chat", .extra = extra[i] };
 	inst[i] = (struct hdaemon){ 0 };
 	if (metrics) {
@@ -82,14 +88,15 @@ start_inst_more(int i, const char *model, bool metrics, const char *more)
 		lst[i].port = lst0[0].port;
 	} else
 		r = harness_start(&inst[i], &lst[i], 1, "log_level = \"info\";");
-	ck_assert_msg(r == 0, "instance %d (%s) did not start: %d", i, model, r);
+	ck_assert_msg(r == 0, "instance %d (%s %s %s) did not start: %d", i, protocol, model, more,
+		      r);
 	started[i] = true;
 }
 
 static void
 start_inst_full(int i, const char *model, bool metrics)
 {
-	start_inst_more(i, model, metrics, "");
+	start_inst_more(i, "tcp", model, metrics, "");
 }
 
 static void
@@ -125,8 +132,31 @@ start_inst(int i, const char *model)
 		      "instance %d (%s): backend never came up", i, model);
 }
 
+/* A udp chat peer's next datagram, appended to c->buf: it must be one
+ * line ended by CRLF (SPEC 5: each datagram is one line). 0, -ETIMEDOUT,
+ * or -errno (-ECONNREFUSED once the instance is gone). */
+static int
+udp_read_datagram(struct conn *c, int timeout_ms)
+{
+	char dg[65536];
+	ssize_t n = harness_recv_timeout(c->fd, dg, sizeof(dg), timeout_ms);
+
+	if (n < 0)
+		return (int)n;
+	ck_assert_msg(n >= 2 && dg[n - 2] == '\r' && dg[n - 1] == '\n',
+		      "udp: a datagram not ended by CRLF: '%.*s'", (int)n, dg);
+	ck_assert_msg(!memchr(dg, '\n', (size_t)n - 1) && !memchr(dg, '\r', (size_t)n - 2),
+		      "udp: a datagram of more than one line: '%.*s'", (int)n, dg);
+	if ((size_t)n > sizeof(c->buf) - c->have)
+		return -EMSGSIZE;
+	memcpy(c->buf + c->have, dg, (size_t)n);
+	c->have += (size_t)n;
+	return 0;
+}
+
 /* One line without its CRLF into out; 0, -ETIMEDOUT, or -ECONNRESET
- * (closed). */
+ * (closed). A udp peer's lines are its datagrams (bounded the same way;
+ * there is no close). */
 static int
 read_line(struct conn *c, char *out, size_t size, int timeout_ms)
 {
@@ -144,6 +174,13 @@ read_line(struct conn *c, char *out, size_t size, int timeout_ms)
 		}
 		if (c->have == sizeof(c->buf))
 			return -EMSGSIZE;
+		if (c->udp) {
+			int r = udp_read_datagram(c, timeout_ms);
+
+			if (r < 0)
+				return r;
+			continue;
+		}
 		n = harness_recv_timeout(c->fd, c->buf + c->have, sizeof(c->buf) - c->have,
 					 timeout_ms);
 		if (n == 0)
@@ -190,13 +227,16 @@ say(struct conn *c, const char *text)
 	ck_assert_int_eq(harness_send_all(c->fd, buf, (size_t)n, IO_MS), 0);
 }
 
+/* A client of instance i: a tcp connection, or a udp socket connected to
+ * its udp listener (nothing is sent yet). */
 static struct conn *
 connect_to(int i)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 
 	ck_assert_ptr_nonnull(c);
-	c->fd = harness_tcp_connect(lst[i].port);
+	c->udp = strcmp(lst[i].protocol, "udp") == 0;
+	c->fd = c->udp ? harness_udp_socket(lst[i].port) : harness_tcp_connect(lst[i].port);
 	ck_assert_int_ge(c->fd, 0);
 	return c;
 }
@@ -276,6 +316,52 @@ expect_refused(struct conn *c, const char *who, const char *line_want)
 	r = read_line(c, line, sizeof(line), IO_MS);
 	ck_assert_msg(r == -ECONNRESET, "%s: expected a close, got %d '%s'", who, r,
 		      r == 0 ? line : "");
+}
+
+/* A udp peer's first datagram, name: the reply must offer name a token
+ * (SPEC 5), which goes to token. */
+static void
+udp_ask_token(struct conn *c, const char *who, const char *name, char *token, size_t size)
+{
+	char prefix[128], line[8192];
+	int r;
+
+	say(c, name);
+	r = read_line(c, line, sizeof(line), IO_MS);
+	snprintf(prefix, sizeof(prefix), "* to join as %s, send: /join ", name);
+	ck_assert_msg(r == 0, "%s: expected '%s...', got error %d", who, prefix, r);
+	ck_assert_msg(strncmp(line, prefix, strlen(prefix)) == 0, "%s: expected '%s...', got '%s'",
+		      who, prefix, line);
+	ck_assert_msg(strlen(line + strlen(prefix)) >= 8 && !strpbrk(line + strlen(prefix), " \t"),
+		      "%s: join token '%s' is short or has blanks", who, line + strlen(prefix));
+	snprintf(token, size, "%s", line + strlen(prefix));
+}
+
+/* A new udp peer of instance i sends name and its token: the reply to the
+ * /join must be want. */
+static struct conn *
+udp_try_join(int i, const char *name, const char *want)
+{
+	struct conn *c = connect_to(i);
+	char token[512], cmd[600];
+
+	ck_assert_msg(c->udp, "instance %d is not a udp listener", i);
+	udp_ask_token(c, name, name, token, sizeof(token));
+	snprintf(cmd, sizeof(cmd), "/join %s", token);
+	say(c, cmd);
+	expect_next(c, name, want);
+	return c;
+}
+
+/* Join instance i's udp listener as name through the handshake; "you are"
+ * must say online. */
+static struct conn *
+udp_join(int i, const char *name, unsigned online)
+{
+	char want[128];
+
+	snprintf(want, sizeof(want), "* you are %s@" HOST "; %u online", name, online);
+	return udp_try_join(i, name, want);
 }
 
 START_TEST(backend_one_room_across_models)
@@ -627,7 +713,7 @@ START_TEST(backend_every_model_talks_both_ways)
 	struct conn *alice, *bob;
 
 	ck_assert_int_eq(harness_redis_start(&rs), 0);
-	start_inst_more(0, mc->model, false, mc->more);
+	start_inst_more(0, "tcp", mc->model, false, mc->more);
 	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
 		      "%s %s: backend never came up", mc->model, mc->more);
 	start_inst(1, "epoll");
@@ -645,6 +731,498 @@ START_TEST(backend_every_model_talks_both_ways)
 	conn_free(bob);
 	expect_next(alice, "alice", "* bob left; 1 online");
 	conn_free(alice);
+}
+END_TEST
+
+/* ---- udp members (SPEC 5 UDP chat, in a room of SPEC 12) ---- */
+
+/* The udp listener of the combination under test (harness_combo_at(_i))
+ * on instance 0, a tcp epoll one on instance 1: udp members hear tcp ones
+ * join and talk, and the other way round. */
+START_TEST(backend_udp_every_model_talks_both_ways)
+{
+	const struct harness_combo *hc = harness_combo_at((size_t)_i);
+	struct conn *alice, *bob, *al2, *dave;
+	char more[64] = "";
+
+	harness_combo_use(hc);
+	if (hc->workers)
+		snprintf(more, sizeof(more), "workers = %u;", hc->workers);
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst_more(0, "udp", hc->model, false, more);
+	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
+		      "[%s] backend never came up", hc->tcase);
+	start_inst(1, "epoll");
+
+	/* The tcp member first: a join elsewhere counts a member once its
+	 * instance has heard of it, and the first one cannot be waited for. */
+	bob = join(1, "bob", 1);
+	alice = udp_join(0, "alice", 2);
+	expect_next(bob, "bob", "* alice@" HOST " joined; 2 online");
+	al2 = udp_join(0, "al2", 3);
+	expect_next(alice, "alice", "* al2@" HOST " joined; 3 online");
+	expect_next(bob, "bob", "* al2@" HOST " joined; 3 online");
+	dave = join(1, "dave", 4);
+	expect_next(bob, "bob", "* dave@" HOST " joined; 4 online");
+	expect_next(alice, "alice", "* dave@" HOST " joined; 4 online");
+	expect_next(al2, "al2", "* dave@" HOST " joined; 4 online");
+
+	say(bob, "to udp");
+	expect_next(alice, "alice", "<bob> to udp");
+	expect_next(al2, "al2", "<bob> to udp");
+	expect_next(dave, "dave", "<bob> to udp");
+	say(alice, "to tcp");
+	expect_next(bob, "bob", "<alice> to tcp");
+	expect_next(dave, "dave", "<alice> to tcp");
+	expect_next(al2, "al2", "<alice> to tcp");
+	say(al2, "/who");
+	expect_next(al2, "al2",
+		    "* 4 online: alice@" HOST ", al2@" HOST ", bob@" HOST ", dave@" HOST);
+
+	say(al2, "/quit");
+	expect_next(alice, "alice", "* al2 left; 3 online");
+	expect_next(bob, "bob", "* al2 left; 3 online");
+	expect_next(dave, "dave", "* al2 left; 3 online");
+	conn_free(dave);
+	expect_next(alice, "alice", "* dave left; 2 online");
+	conn_free(bob);
+	expect_next(alice, "alice", "* bob left; 1 online");
+	conn_free(alice);
+	conn_free(al2);
+}
+END_TEST
+
+/* Does a /who answer list exactly names (each as name@HOST), in any
+ * order, with "* n online: " before them? */
+static bool
+who_lists(const char *line, const char *const *names, size_t n)
+{
+	char head[64], copy[8192], *save = NULL;
+	bool seen[N_INST * 4] = { false };
+	size_t count = 0;
+
+	ck_assert_uint_le(n, ELEMENTSOF(seen));
+	snprintf(head, sizeof(head), "* %zu online: ", n);
+	if (strncmp(line, head, strlen(head)) != 0)
+		return false;
+	snprintf(copy, sizeof(copy), "%s", line + strlen(head));
+	for (char *m = strtok_r(copy, ",", &save); m; m = strtok_r(NULL, ",", &save)) {
+		size_t j;
+
+		if (count > 0 && *m++ != ' ')
+			return false;
+		for (j = 0; j < n; j++)
+			if (!seen[j] && strncmp(m, names[j], strlen(names[j])) == 0 &&
+			    strcmp(m + strlen(names[j]), "@" HOST) == 0)
+				break;
+		if (j == n)
+			return false;
+		seen[j] = true;
+		count++;
+	}
+	return count == n;
+}
+
+/* Udp instances 0 (epoll) and 2 (thread), tcp instance 1 (poll), their
+ * backends up. */
+static void
+start_room_of_three(void)
+{
+	start_inst_more(0, "udp", "epoll", false, "");
+	start_inst(1, "poll");
+	start_inst_more(2, "udp", "thread", false, "");
+	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
+		      "a: backend never came up");
+	ck_assert_msg(harness_wait_log(&inst[2], "up, room 'hall'", RECONNECT_MS),
+		      "c: backend never came up");
+}
+
+/* The answer to a /who of c: "* N online: " and names (each name@HOST),
+ * names[0], the asker, first, the others in any order (SPEC 5 says none). */
+static void
+expect_who(struct conn *c, const char *who, const char *const *names, size_t n)
+{
+	char line[8192], first[64];
+	int r;
+
+	say(c, "/who");
+	r = read_line(c, line, sizeof(line), IO_MS);
+	ck_assert_msg(r == 0, "%s: no answer to /who (%d)", who, r);
+	snprintf(first, sizeof(first), "* %zu online: %s@" HOST, n, names[0]);
+	ck_assert_msg(strncmp(line, first, strlen(first)) == 0 && who_lists(line, names, n),
+		      "%s: /who: expected '%s' first, then the other %zu in any order; got '%s'",
+		      who, first, n - 1, line);
+}
+
+/* udp members on two instances and a tcp one between them: joins,
+ * messages, /me, /who, names, /msg, /nick and leaves span them all. */
+START_TEST(backend_udp_and_tcp_share_a_room)
+{
+	struct conn *alice, *bob, *carol, *dave, *c;
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_room_of_three();
+
+	/* N online counts the whole room (the tcp member first: see
+	 * backend_udp_every_model_talks_both_ways). */
+	bob = join(1, "bob", 1);
+	alice = udp_join(0, "alice", 2);
+	expect_next(bob, "bob", "* alice@" HOST " joined; 2 online");
+	carol = udp_join(2, "carol", 3);
+	expect_next(alice, "alice", "* carol@" HOST " joined; 3 online");
+	expect_next(bob, "bob", "* carol@" HOST " joined; 3 online");
+
+	/* Messages and /me, from udp and from tcp. */
+	say(alice, "hello from udp");
+	expect_next(bob, "bob", "<alice> hello from udp");
+	expect_next(carol, "carol", "<alice> hello from udp");
+	say(bob, "hello from tcp");
+	expect_next(alice, "alice", "<bob> hello from tcp");
+	expect_next(carol, "carol", "<bob> hello from tcp");
+	say(carol, "/me waves");
+	expect_next(alice, "alice", "* carol waves");
+	expect_next(bob, "bob", "* carol waves");
+
+	/* /who lists every instance's members: ours first, then the others'. */
+	expect_who(alice, "alice", (const char *const[]){ "alice", "bob", "carol" }, 3);
+	expect_who(bob, "bob", (const char *const[]){ "bob", "alice", "carol" }, 3);
+	expect_who(carol, "carol", (const char *const[]){ "carol", "alice", "bob" }, 3);
+
+	/* A tcp newcomer cannot take a udp member's name, in any case
+	 * (udp newcomers: backend_udp_names_taken_anywhere). */
+	dave = connect_to(1);
+	expect_soon(dave, "dave", "* welcome to b (3 online)", IO_MS);
+	say(dave, "alice");
+	expect_next(dave, "dave", "! name \"alice\" is taken");
+	say(dave, "CAROL");
+	expect_next(dave, "dave", "! name \"CAROL\" is taken");
+	say(dave, "dave");
+	expect_next(dave, "dave", "* you are dave@" HOST "; 4 online");
+	/* The refused one never joined: the next line anyone gets is dave's. */
+	expect_next(alice, "alice", "* dave@" HOST " joined; 4 online");
+	expect_next(bob, "bob", "* dave@" HOST " joined; 4 online");
+	expect_next(carol, "carol", "* dave@" HOST " joined; 4 online");
+
+	/* /msg both ways, udp <-> tcp and udp <-> udp, across instances;
+	 * only the addressee hears it. */
+	say(alice, "/msg bob psst");
+	expect_next(bob, "bob", "<alice> (private) psst");
+	say(bob, "/msg alice back");
+	expect_next(alice, "alice", "<bob> (private) back");
+	say(carol, "/msg alice from c");
+	expect_next(alice, "alice", "<carol> (private) from c");
+	say(dave, "/msg carol to c");
+	expect_next(carol, "carol", "<dave> (private) to c");
+	say(alice, "/msg nobody hi");
+	expect_next(alice, "alice", "! no such user \"nobody\"");
+	expect_quiet(alice, "alice", 4);
+	expect_quiet(bob, "bob", 4);
+	expect_quiet(carol, "carol", 4);
+	expect_quiet(dave, "dave", 4);
+
+	/* /nick of a udp member: the new name taken in the whole room, the
+	 * old one free again. */
+	say(alice, "/nick alicia");
+	expect_next(alice, "alice", "* you are now alicia");
+	expect_next(bob, "bob", "* alice is now alicia");
+	expect_next(carol, "carol", "* alice is now alicia");
+	expect_next(dave, "dave", "* alice is now alicia");
+	say(bob, "/nick ALICIA");
+	expect_next(bob, "bob", "! name \"ALICIA\" is taken");
+	say(alice, "as alicia");
+	expect_next(bob, "bob", "<alicia> as alicia");
+	expect_next(carol, "carol", "<alicia> as alicia");
+	expect_next(dave, "dave", "<alicia> as alicia");
+	c = udp_join(2, "alice", 5);
+	expect_next(alice, "alicia", "* alice@" HOST " joined; 5 online");
+	expect_next(bob, "bob", "* alice@" HOST " joined; 5 online");
+	expect_next(carol, "carol", "* alice@" HOST " joined; 5 online");
+	expect_next(dave, "dave", "* alice@" HOST " joined; 5 online");
+
+	/* Leaves: a udp /quit, a tcp close. */
+	say(c, "/quit");
+	expect_next(alice, "alicia", "* alice left; 4 online");
+	expect_next(bob, "bob", "* alice left; 4 online");
+	expect_next(carol, "carol", "* alice left; 4 online");
+	expect_next(dave, "dave", "* alice left; 4 online");
+	conn_free(c);
+	say(carol, "/quit");
+	expect_next(alice, "alicia", "* carol left; 3 online");
+	expect_next(bob, "bob", "* carol left; 3 online");
+	expect_next(dave, "dave", "* carol left; 3 online");
+	conn_free(dave);
+	expect_next(alice, "alicia", "* dave left; 2 online");
+	expect_next(bob, "bob", "* dave left; 2 online");
+	expect_who(bob, "bob", (const char *const[]){ "bob", "alicia" }, 2);
+
+	conn_free(alice);
+	conn_free(bob);
+	conn_free(carol);
+}
+END_TEST
+
+/* A udp newcomer asking for a name held on another instance, by a tcp
+ * or a udp member, in any case: offered a token like anyone, it gets
+ * '! name "x" is taken' as the answer to its /join, and never joins. */
+START_TEST(backend_udp_names_taken_anywhere)
+{
+	struct conn *alice, *bob, *carol, *c;
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_room_of_three();
+	bob = join(1, "bob", 1);
+	alice = udp_join(0, "alice", 2);
+	expect_next(bob, "bob", "* alice@" HOST " joined; 2 online");
+	carol = udp_join(2, "carol", 3);
+	expect_next(alice, "alice", "* carol@" HOST " joined; 3 online");
+	expect_next(bob, "bob", "* carol@" HOST " joined; 3 online");
+
+	c = udp_try_join(0, "BOB", "! name \"BOB\" is taken");
+	conn_free(c);
+	c = udp_try_join(0, "carol", "! name \"carol\" is taken");
+	conn_free(c);
+	c = udp_try_join(2, "Alice", "! name \"Alice\" is taken");
+	conn_free(c);
+	c = udp_try_join(2, "bob", "! name \"bob\" is taken");
+	conn_free(c);
+	expect_quiet(alice, "alice", 3);
+	expect_quiet(bob, "bob", 3);
+	expect_quiet(carol, "carol", 3);
+	conn_free(alice);
+	conn_free(bob);
+	conn_free(carol);
+}
+END_TEST
+
+/* The udp sender's model for the order case: one loop, and two workers
+ * reading the same listener. */
+static const char *const udp_order_combos[] = { "udp-epoll", "udp-fork-w2" };
+
+/* 200 numbered lines of one udp member reach a tcp member of another
+ * instance in the order sent; they go in windows of 20 (datagrams may be
+ * lost when a socket buffer overflows: the next window waits for the
+ * last line of this one), and nothing more arrives. */
+START_TEST(backend_udp_lines_arrive_in_order)
+{
+	const struct harness_combo *hc = harness_combo_find(udp_order_combos[_i]);
+	struct conn *alice, *bob;
+	char more[64] = "";
+
+	ck_assert_ptr_nonnull(hc);
+	harness_combo_use(hc);
+	if (hc->workers)
+		snprintf(more, sizeof(more), "workers = %u;", hc->workers);
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst_more(0, "udp", hc->model, false, more);
+	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
+		      "[%s] backend never came up", hc->tcase);
+	start_inst(1, "thread");
+	bob = join(1, "bob", 1);
+	alice = udp_join(0, "alice", 2);
+	expect_next(bob, "bob", "* alice@" HOST " joined; 2 online");
+
+	for (int w = 0; w < 200; w += 20) {
+		char text[32], want[48];
+
+		for (int i = w; i < w + 20; i++) {
+			snprintf(text, sizeof(text), "line %03d", i);
+			say(alice, text);
+		}
+		for (int i = w; i < w + 20; i++) {
+			snprintf(want, sizeof(want), "<alice> line %03d", i);
+			expect_next(bob, "bob", want);
+		}
+	}
+	expect_quiet(bob, "bob", 2);
+	expect_quiet(alice, "alice", 2);
+	conn_free(alice);
+	conn_free(bob);
+}
+END_TEST
+
+/* SIGTERM of the udp instance: its peers get the shutdown notice, the
+ * tcp member elsewhere hears each of them leave. */
+START_TEST(backend_udp_sigterm_tells_the_others)
+{
+	struct conn *alice, *al2, *bob;
+	char l1[256], l2[256];
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst_more(0, "udp", "fork", false, "");
+	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
+		      "a: backend never came up");
+	start_inst(1, "epoll");
+	bob = join(1, "bob", 1);
+	alice = udp_join(0, "alice", 2);
+	expect_next(bob, "bob", "* alice@" HOST " joined; 2 online");
+	al2 = udp_join(0, "al2", 3);
+	expect_next(alice, "alice", "* al2@" HOST " joined; 3 online");
+	expect_next(bob, "bob", "* al2@" HOST " joined; 3 online");
+
+	ck_assert_int_eq(harness_signal(&inst[0], SIGTERM), 0);
+	expect_next(alice, "alice", "* server shutting down");
+	expect_next(al2, "al2", "* server shutting down");
+	/* The others hear each of them leave (in either order), not a
+	 * shutdown. */
+	ck_assert_int_eq(read_line(bob, l1, sizeof(l1), IO_MS), 0);
+	ck_assert_int_eq(read_line(bob, l2, sizeof(l2), IO_MS), 0);
+	ck_assert_msg((strcmp(l1, "* alice left; 2 online") == 0 &&
+		       strcmp(l2, "* al2 left; 1 online") == 0) ||
+			      (strcmp(l1, "* al2 left; 2 online") == 0 &&
+			       strcmp(l2, "* alice left; 1 online") == 0),
+		      "bob: expected alice and al2 to leave, got '%s', '%s'", l1, l2);
+	ck_assert_int_eq(harness_wait_exit(&inst[0], HARNESS_STOP_TIMEOUT_MS), 0);
+	started[0] = false;
+	(void)harness_stop(&inst[0], SIGTERM);
+	expect_quiet(bob, "bob", 1);
+	conn_free(alice);
+	conn_free(al2);
+	conn_free(bob);
+}
+END_TEST
+
+/* idle_timeout forgets a silent udp peer: the room hears it leave, and
+ * its name is free in the whole room. */
+START_TEST(backend_udp_idle_peer_leaves_the_room)
+{
+	struct conn *alice, *bob, *c;
+	char token[512];
+	uint64_t t0, waited;
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst_more(0, "udp", "poll", false, "idle_timeout = 2;");
+	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
+		      "a: backend never came up");
+	start_inst(1, "epoll");
+	bob = join(1, "bob", 1);
+	t0 = now_usec(); /* alice's last datagram, her /join, goes after this */
+	alice = udp_join(0, "alice", 2);
+	expect_next(bob, "bob", "* alice@" HOST " joined; 2 online");
+
+	/* 2 s, the sweep, and slack. */
+	expect_soon(bob, "bob", "* alice left; 1 online", 10000);
+	waited = (now_usec() - t0) / 1000;
+	ck_assert_msg(waited >= 1800, "idle_timeout = 2: alice left after only %llu ms",
+		      (unsigned long long)waited);
+	expect_quiet(bob, "bob", 1);
+	/* Her name is free, also on another instance. */
+	c = join(1, "alice", 2);
+	expect_next(bob, "bob", "* alice@" HOST " joined; 2 online");
+	/* Forgotten: her next datagram is a stranger's first. */
+	udp_ask_token(alice, "alice", "hello", token, sizeof(token));
+	conn_free(c);
+	conn_free(alice);
+	conn_free(bob);
+}
+END_TEST
+
+/* Ask /who until it lists exactly names, in any order (after an outage
+ * the instances register their members again in their own order).
+ * Bounded by timeout_ms. */
+static void
+who_until_lists(struct conn *c, const char *who, const char *const *names, size_t n,
+		int timeout_ms)
+{
+	uint64_t end = now_usec() + (uint64_t)timeout_ms * 1000;
+	char line[8192] = "";
+
+	while (now_usec() < end) {
+		int r;
+
+		say(c, "/who");
+		do
+			r = read_line(c, line, sizeof(line), IO_MS);
+		while (r == 0 && strstr(line, " online: ") == NULL);
+		ck_assert_msg(r == 0, "%s: no answer to /who (%d)", who, r);
+		if (who_lists(line, names, n))
+			return;
+	}
+	ck_abort_msg("%s: /who never listed the %zu expected (first '%s'); last '%s'", who, n,
+		     names[0], line);
+}
+
+/* Redis killed and started again: the udp peers of an instance go on
+ * talking among themselves, a udp newcomer is refused, and when Redis is
+ * back they are told and are members of the room again. */
+START_TEST(backend_udp_outage_and_reconnect)
+{
+	static const char *const three[] = { "alice", "al2", "bob" };
+	static const char *const four[] = { "alice", "al2", "bob", "late" };
+	struct conn *alice, *al2, *bob, *late;
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	start_inst_more(0, "udp", "epoll", false, "");
+	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
+		      "a: backend never came up");
+	start_inst(1, "thread");
+	bob = join(1, "bob", 1);
+	alice = udp_join(0, "alice", 2);
+	expect_next(bob, "bob", "* alice@" HOST " joined; 2 online");
+	al2 = udp_join(0, "al2", 3);
+	expect_next(alice, "alice", "* al2@" HOST " joined; 3 online");
+	expect_next(bob, "bob", "* al2@" HOST " joined; 3 online");
+
+	ck_assert_int_eq(harness_redis_kill(&rs), 0);
+	ck_assert_msg(harness_wait_log(&inst[0], "unreachable", RECONNECT_MS),
+		      "a: no warning about the outage");
+	ck_assert_msg(harness_wait_log(&inst[1], "unreachable", RECONNECT_MS),
+		      "b: no warning about the outage");
+	/* The udp peers go on talking among themselves... */
+	say(alice, "during the outage");
+	expect_next(al2, "al2", "<alice> during the outage");
+	say(al2, "/me is still here");
+	expect_next(alice, "alice", "* al2 is still here");
+	/* ...a udp newcomer's /join is refused. */
+	late = udp_try_join(0, "late", "! room unavailable, try again later");
+	conn_free(late);
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	expect_soon(alice, "alice", "* reconnected; messages sent while disconnected are lost",
+		    RECONNECT_MS);
+	expect_soon(al2, "al2", "* reconnected; messages sent while disconnected are lost",
+		    RECONNECT_MS);
+	expect_soon(bob, "bob", "* reconnected; messages sent while disconnected are lost",
+		    RECONNECT_MS);
+	/* Registered again: members of the room, across instances. */
+	who_until_lists(bob, "bob", three, 3, RECONNECT_MS);
+	who_until_lists(alice, "alice", three, 3, RECONNECT_MS);
+	say(alice, "after the outage");
+	expect_soon(bob, "bob", "<alice> after the outage", IO_MS);
+	expect_soon(al2, "al2", "<alice> after the outage", IO_MS);
+	/* And a udp newcomer joins again. */
+	late = udp_join(0, "late", 4);
+	expect_soon(bob, "bob", "* late@" HOST " joined; 4 online", IO_MS);
+	expect_soon(alice, "alice", "* late@" HOST " joined; 4 online", IO_MS);
+	who_until_lists(bob, "bob", four, 4, IO_MS);
+	conn_free(late);
+	conn_free(alice);
+	conn_free(al2);
+	conn_free(bob);
+}
+END_TEST
+
+/* A udp listener started before Redis: a newcomer is refused until the
+ * backend is up, then joins the room. */
+START_TEST(backend_udp_started_without_redis)
+{
+	struct conn *early, *alice, *bob;
+
+	ck_assert_int_eq(harness_free_port(SOCK_STREAM, "127.0.0.1", &rs.port), 0);
+	start_inst_more(0, "udp", "poll", false, "");
+	ck_assert_msg(harness_wait_log(&inst[0], "unreachable", RECONNECT_MS),
+		      "a: no warning about the missing backend");
+	early = udp_try_join(0, "early", "! room unavailable, try again later");
+	conn_free(early);
+
+	ck_assert_int_eq(harness_redis_start(&rs), 0);
+	ck_assert_msg(harness_wait_log(&inst[0], "up, room 'hall'", RECONNECT_MS),
+		      "a: backend never came up");
+	alice = udp_join(0, "alice", 1);
+	start_inst(1, "epoll");
+	bob = join(1, "bob", 2);
+	expect_next(alice, "alice", "* bob@" HOST " joined; 2 online");
+	conn_free(alice);
+	conn_free(bob);
 }
 END_TEST
 
@@ -687,6 +1265,37 @@ chat_backend_net_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, TCASE_TIMEOUT);
 	tcase_add_test(tc, backend_lost_instance_and_name_taken_meanwhile);
+	suite_add_tcase(s, tc);
+
+	/* udp members: every udp row of the model matrix, then single cases. */
+	tc = tcase_create("udp-models");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	harness_combo_add_loop_test(tc, backend_udp_every_model_talks_both_ways,
+				    HARNESS_COMBO_UDP | HARNESS_COMBO_WORKERS);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("udp-room");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tcase_add_test(tc, backend_udp_and_tcp_share_a_room);
+	tcase_add_test(tc, backend_udp_names_taken_anywhere);
+	tcase_add_loop_test(tc, backend_udp_lines_arrive_in_order, 0,
+			    ELEMENTSOF(udp_order_combos));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("udp-stop");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tcase_add_test(tc, backend_udp_sigterm_tells_the_others);
+	tcase_add_test(tc, backend_udp_idle_peer_leaves_the_room);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("udp-outage");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, TCASE_TIMEOUT);
+	tcase_add_test(tc, backend_udp_outage_and_reconnect);
+	tcase_add_test(tc, backend_udp_started_without_redis);
 	suite_add_tcase(s, tc);
 	return s;
 }
