@@ -1782,6 +1782,7 @@ b_claim_done(void *ud, uint64_t token, int result)
 	/* Stopping: nobody is told anything any more. */
 	if (!k->u->shutdown)
 		claim_result(&call, token, CLAIM_SUBMITTED, result);
+	chat_count_members(k->u->stats, k->u->joined.n, true);
 	udp_unlock(k->u);
 }
 
