@@ -133,6 +133,9 @@ struct udp_list {
 
 struct chat_udp {
 	pthread_mutex_t lock; /* process-shared, robust */
+	/* chat_udp_order(): held by a worker from its receive to the end of
+	 * that datagram's handling, before lock (never taken with lock held). */
+	pthread_mutex_t order_lock;
 	uint32_t magic;
 	bool shutdown;
 	unsigned max_line, rate_limit, idle_timeout;
@@ -983,6 +986,11 @@ chat_udp_init(struct chat_udp *u, const struct chat_settings *s)
 		r = -pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
 	if (r == 0)
 		r = -pthread_mutex_init(&u->lock, &attr);
+	if (r == 0) {
+		r = -pthread_mutex_init(&u->order_lock, &attr);
+		if (r < 0)
+			pthread_mutex_destroy(&u->lock);
+	}
 	pthread_mutexattr_destroy(&attr);
 	if (r < 0)
 		return r;
@@ -996,6 +1004,7 @@ chat_udp_done(struct chat_udp *u)
 	if (!u || u->magic != MAGIC)
 		return;
 	u->magic = 0;
+	pthread_mutex_destroy(&u->order_lock);
 	pthread_mutex_destroy(&u->lock);
 }
 
@@ -1382,6 +1391,16 @@ chat_udp_shutdown(struct chat_udp *u, const struct chat_udp_transport *t, void *
 		publish_all_leaves(u);
 	}
 	udp_unlock(u);
+}
+
+void
+chat_udp_order(struct chat_udp *u, bool begin)
+{
+	if (!begin)
+		pthread_mutex_unlock(&u->order_lock);
+	else if (pthread_mutex_lock(&u->order_lock) == EOWNERDEAD)
+		/* Its holder died between a receive and the end of it. */
+		pthread_mutex_consistent(&u->order_lock);
 }
 
 unsigned

@@ -130,6 +130,11 @@ void chat_udp_datagram(struct chat_udp *u, const struct chat_udp_transport *t, v
 uint64_t chat_udp_tick(struct chat_udp *u, const struct chat_udp_transport *t, void *ctx,
 		       uint64_t now_usec);
 void chat_udp_shutdown(struct chat_udp *u, const struct chat_udp_transport *t, void *ctx);
+/* Workers of one room call it with true before each receive and false
+ * once that datagram is handled: datagrams then reach the room in the
+ * order the socket gave them, so one sender's lines stay in order with
+ * several workers (SPEC 12). Never with the room's lock held. */
+void chat_udp_order(struct chat_udp *u, bool begin);
 /* Our peers (not those of other instances). */
 unsigned chat_udp_online(struct chat_udp *u);
 

@@ -230,6 +230,15 @@ chat_on_datagram(struct dgram *d, const uint8_t *p, size_t n)
 	chat_udp_datagram(st->udp, &udp_transport, d, &d->peer, &d->local, p, n, now_usec());
 }
 
+static void
+chat_datagram_order(struct listener_rt *l, bool begin)
+{
+	struct chat_state *st = l->service_state;
+
+	if (st->udp)
+		chat_udp_order(st->udp, begin);
+}
+
 static uint64_t
 chat_tick(struct listener_rt *l, struct dgram *d, uint64_t now)
 {
@@ -261,6 +270,7 @@ const struct service_ops service_chat_ops = {
 	.on_close = chat_on_close,
 	.on_shutdown = chat_on_shutdown,
 	.on_datagram = chat_on_datagram,
+	.datagram_order = chat_datagram_order,
 	.tick = chat_tick,
 	.on_udp_shutdown = chat_on_udp_shutdown,
 };

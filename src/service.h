@@ -60,6 +60,12 @@ struct service_ops {
 	void (*on_shutdown)(struct session *s);
 	/* One datagram from d->peer. */
 	void (*on_datagram)(struct dgram *d, const uint8_t *p, size_t n);
+	/* Optional: the datagrams of a listener are handled one at a time,
+	 * in the order its sockets gave them, whatever the workers (chat:
+	 * one sender's lines reach the room in the order sent). Called with
+	 * true before each receive and false after its on_datagram(), by
+	 * every worker of every model (udp.c). */
+	void (*datagram_order)(struct listener_rt *l, bool begin);
 	/* Timed work (chat: naming timeout, forgetting idle UDP peers). d is
 	 * a socket to send from (UDP) or NULL. Returns the next deadline
 	 * (CLOCK_MONOTONIC usec), 0 when nothing is due. */

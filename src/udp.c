@@ -155,70 +155,88 @@ local_from_cmsg(struct msghdr *mh, struct dgram_local *local)
 	}
 }
 
+/* Receive and handle one datagram: 1, 0 (nothing usable: an ICMP error
+ * surfaced), or -errno (-EAGAIN: none waiting). */
+static int
+serve_one(struct udp_worker *w, int fd)
+{
+	struct listener_rt *l = w->lst;
+	struct dgram d = {
+		.lst = l,
+		.local = { .fd = fd },
+		.prefix = w->prefix_len ? w->prefix : NULL,
+		.prefix_len = w->prefix_len,
+	};
+	/* Both kinds fit: a dual-stack socket may attach both. */
+	union {
+		struct cmsghdr align;
+		uint8_t buf[CMSG_SPACE(sizeof(struct in_pktinfo)) +
+			    CMSG_SPACE(sizeof(struct in6_pktinfo))];
+	} ctl;
+	struct iovec iov = { .iov_base = w->buf, .iov_len = DGRAM_MAX };
+	struct msghdr mh = {
+		.msg_name = &d.peer,
+		.msg_namelen = sizeof(d.peer),
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = ctl.buf,
+		.msg_controllen = sizeof(ctl.buf),
+	};
+	enum udpguard_verdict v;
+	ssize_t n;
+
+	n = recvmsg(fd, &mh, 0);
+	if (n < 0) {
+		if (errno == EWOULDBLOCK)
+			return -EAGAIN;
+		/* ICMP errors from earlier sends surface here
+		 * (ECONNREFUSED and friends): not ours to act on. */
+		if (errno == ECONNREFUSED || errno == EHOSTUNREACH ||
+		    errno == ENETUNREACH || errno == EMSGSIZE)
+			return 0;
+		return -errno;
+	}
+	STATS_ADD(l, bytes_in, (uint64_t)n);
+	STATS_ADD(l, dgrams_in, 1);
+	/* Only a wildcard socket has pktinfo on (udp_enable_pktinfo). */
+	if (mh.msg_controllen > 0)
+		local_from_cmsg(&mh, &d.local);
+	v = udpguard_check(&l->guard, &d.peer);
+	if (v != UDPGUARD_OK) {
+		drop(w, &d.peer, udpguard_verdict_to_string(v), false, DROP_GUARD);
+		return 1;
+	}
+	if (!admission_acl_ok(l, &d.peer)) {
+		drop(w, &d.peer, "source not allowed", true, DROP_GUARD);
+		return 1;
+	}
+	if (l->ratelimit && !ratelimit_allow(l->ratelimit, &d.peer, now_usec())) {
+		drop(w, &d.peer, "rate limit exceeded", false, DROP_RATE_LIMIT);
+		return 1;
+	}
+	l->service->on_datagram(&d, w->buf, (size_t)n);
+	return 1;
+}
+
 int
 udp_worker_serve(struct udp_worker *w, int fd, unsigned max)
 {
-	struct listener_rt *l = w->lst;
+	void (*order)(struct listener_rt *l, bool begin) = w->lst->service->datagram_order;
 	unsigned got = 0;
 
 	while (got < max) {
-		struct dgram d = {
-			.lst = l,
-			.local = { .fd = fd },
-			.prefix = w->prefix_len ? w->prefix : NULL,
-			.prefix_len = w->prefix_len,
-		};
-		/* Both kinds fit: a dual-stack socket may attach both. */
-		union {
-			struct cmsghdr align;
-			uint8_t buf[CMSG_SPACE(sizeof(struct in_pktinfo)) +
-				    CMSG_SPACE(sizeof(struct in6_pktinfo))];
-		} ctl;
-		struct iovec iov = { .iov_base = w->buf, .iov_len = DGRAM_MAX };
-		struct msghdr mh = {
-			.msg_name = &d.peer,
-			.msg_namelen = sizeof(d.peer),
-			.msg_iov = &iov,
-			.msg_iovlen = 1,
-			.msg_control = ctl.buf,
-			.msg_controllen = sizeof(ctl.buf),
-		};
-		enum udpguard_verdict v;
-		ssize_t n;
+		int r;
 
-		n = recvmsg(fd, &mh, 0);
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return got ? (int)got : -EAGAIN;
-			if (errno == EINTR)
-				return got ? (int)got : -EINTR;
-			/* ICMP errors from earlier sends surface here
-			 * (ECONNREFUSED and friends): not ours to act on. */
-			if (errno == ECONNREFUSED || errno == EHOSTUNREACH ||
-			    errno == ENETUNREACH || errno == EMSGSIZE)
-				continue;
-			return -errno;
-		}
-		got++;
-		STATS_ADD(l, bytes_in, (uint64_t)n);
-		STATS_ADD(l, dgrams_in, 1);
-		/* Only a wildcard socket has pktinfo on (udp_enable_pktinfo). */
-		if (mh.msg_controllen > 0)
-			local_from_cmsg(&mh, &d.local);
-		v = udpguard_check(&l->guard, &d.peer);
-		if (v != UDPGUARD_OK) {
-			drop(w, &d.peer, udpguard_verdict_to_string(v), false, DROP_GUARD);
-			continue;
-		}
-		if (!admission_acl_ok(l, &d.peer)) {
-			drop(w, &d.peer, "source not allowed", true, DROP_GUARD);
-			continue;
-		}
-		if (l->ratelimit && !ratelimit_allow(l->ratelimit, &d.peer, now_usec())) {
-			drop(w, &d.peer, "rate limit exceeded", false, DROP_RATE_LIMIT);
-			continue;
-		}
-		l->service->on_datagram(&d, w->buf, (size_t)n);
+		if (order)
+			order(w->lst, true);
+		r = serve_one(w, fd);
+		if (order)
+			order(w->lst, false);
+		if (r == -EAGAIN || r == -EINTR)
+			return got ? (int)got : r;
+		if (r < 0)
+			return r;
+		got += (unsigned)r;
 	}
 	return (int)got;
 }
