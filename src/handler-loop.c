@@ -302,16 +302,24 @@ on_pending(struct loop *l, struct loop_timer *t, void *userdata)
 		pthread_mutex_lock(&w->pending_lock);
 	list = w->pending;
 	w->pending = NULL;
-	for (struct lconn *c = list; c; c = c->pending_next)
-		c->queued = false;
 	if (w->shared)
 		pthread_mutex_unlock(&w->pending_lock);
 	/* Each gets one write for all that was relayed to it since the last
-	 * pass (flush_later), as if the socket had said it was writable. */
+	 * pass (flush_later), as if the socket had said it was writable.
+	 * An entry stays queued until it is taken off here, under the lock:
+	 * another thread's conn_want_write() meanwhile neither relinks it
+	 * (which cut the rest of this list off: those sessions then waited,
+	 * unwritten, for a wake that had come already) nor needs to, and one
+	 * after it queues it again. */
 	while (list) {
 		struct lconn *c = list;
 
+		if (w->shared)
+			pthread_mutex_lock(&w->pending_lock);
 		list = c->pending_next;
+		c->queued = false;
+		if (w->shared)
+			pthread_mutex_unlock(&w->pending_lock);
 		conn_io(l, c->s.fd, LOOP_WRITE, c);
 	}
 }
