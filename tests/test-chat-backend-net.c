@@ -452,6 +452,8 @@ udp_join(int i, const char *name, unsigned online)
 	return c;
 }
 
+/* Over 80 lines: one conversation over three instances, each step on the
+ * room the steps before it left. */
 START_TEST(backend_one_room_across_models)
 {
 	struct conn *alice, *bob, *carol, *dave;
@@ -976,7 +978,9 @@ expect_who(struct conn *c, const char *who, const char *const *names, size_t n)
 }
 
 /* udp members on two instances and a tcp one between them: joins,
- * messages, /me, /who, names, /msg, /nick and leaves span them all. */
+ * messages, /me, /who, names, /msg, /nick and leaves span them all.
+ * Over 80 lines: one conversation, each step building on the room the
+ * steps before it left; split, each part would start it all over. */
 START_TEST(backend_udp_and_tcp_share_a_room)
 {
 	struct conn *alice, *bob, *carol, *dave, *c;
