@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chat-wire.h"
 #include "chat.h"
 #include "sanitize.h"
 
@@ -147,3 +148,46 @@ void chat_count_rate_limited(struct listener_stats *stats);
 void chat_count_members(struct listener_stats *stats, unsigned n, bool as_conns);
 /* A sanitized, non-blank line of a member with a name. */
 void chat_handle_line(const struct chat_ctx *c, void *m, const char *line, size_t n);
+
+/* ---- a room shared with other instances (SPEC 12) ----
+ *
+ * Both room kinds keep a roster of the members of other instances and
+ * handle the events the backend brings the same way: the handling is
+ * here, written once against these ops (members are the same opaque
+ * handles as in chat_ops; the room's lock is held). */
+struct chat_remote_ops {
+	/* Is m a member of another instance? */
+	bool (*is_remote)(void *room, void *m);
+	/* Its instance (remote m only). */
+	const char *(*instance)(void *room, void *m);
+	/* A new member of instance: NULL when the room remembers too many
+	 * (or is out of memory); nobody is told. */
+	void *(*add)(void *room, const char *name, const char *host, size_t host_len,
+		     const char *instance);
+	/* A member known already, seen again (a snapshot) or moved to
+	 * another instance (the old one went unnoticed). */
+	void (*update)(void *room, void *m, const char *host, size_t host_len,
+		       const char *instance);
+	/* Out of the roster, silently. */
+	void (*forget)(void *room, void *m);
+	/* Its new name, silently. */
+	void (*rename)(void *room, void *m, const char *name);
+};
+
+/* An event of another instance (chat_backend_ops.event): the roster
+ * follows it and the members hear it, as c says (c->stats NULL: relays
+ * are not counted as messages of ours). san: a buffer of san_size for the
+ * event's text, which is untrusted and sanitized as a member's line is. */
+void chat_remote_event(const struct chat_ctx *c, const struct chat_remote_ops *r,
+		       const struct chat_wire_event *ev, char *san, size_t san_size);
+/* name of instance, an instance that died: "* NAME left (instance lost)". */
+void chat_remote_lost(const struct chat_ctx *c, const struct chat_remote_ops *r,
+		      const char *instance, const char *name);
+/* A member of another instance still listed under a name the backend just
+ * gave one of ours (its instance went away unnoticed): forgotten. */
+void chat_remote_evict(const struct chat_ctx *c, const struct chat_remote_ops *r,
+		       const char *name);
+/* NAME-2, NAME-3, ... after *suffix: the first that nobody in the room has,
+ * cut to fit the name rule; false after NAME-999. */
+bool chat_next_free_name(const struct chat_ctx *c, const char *base, unsigned *suffix,
+			 char ret[CHAT_NAME_MAX + 1]);

@@ -636,3 +636,164 @@ chat_handle_line(const struct chat_ctx *c, void *m, const char *line, size_t n)
 		break;
 	}
 }
+
+/* ---- events of other instances (SPEC 12) ---- */
+
+/* The member of instance named name (len bytes), or NULL. */
+static void *
+remote_find(const struct chat_ctx *c, const struct chat_remote_ops *r, const char *name,
+	    size_t len, const char *instance)
+{
+	char n[CHAT_NAME_MAX + 1];
+	void *m;
+
+	if (len > CHAT_NAME_MAX)
+		return NULL;
+	memcpy(n, name, len);
+	n[len] = '\0';
+	m = c->ops->find(c->room, n);
+	if (!m || !r->is_remote(c->room, m) || strcmp(r->instance(c->room, m), instance) != 0)
+		return NULL;
+	return m;
+}
+
+static void
+remote_left(const struct chat_ctx *c, const struct chat_remote_ops *r, void *m,
+	    const char *reason, size_t len)
+{
+	char name[CHAT_NAME_MAX + 1];
+
+	snprintf(name, sizeof(name), "%s", c->ops->nick(c->room, m));
+	r->forget(c->room, m);
+	chat_announce_left(c, name, reason, len);
+}
+
+static void
+remote_join(const struct chat_ctx *c, const struct chat_remote_ops *r,
+	    const struct chat_wire_event *ev)
+{
+	char name[CHAT_NAME_MAX + 1];
+	void *m;
+
+	if (ev->a_len > CHAT_NAME_MAX)
+		return;
+	memcpy(name, ev->a, ev->a_len);
+	name[ev->a_len] = '\0';
+	m = c->ops->find(c->room, name);
+	if (m) {
+		/* A snapshot repeats what we know; a name that moved to
+		 * another instance follows. One of ours: the backend gave
+		 * the name to us. */
+		if (r->is_remote(c->room, m))
+			r->update(c->room, m, ev->b, ev->b_len, ev->instance);
+		return;
+	}
+	m = r->add(c->room, name, ev->b, ev->b_len, ev->instance);
+	if (m)
+		chat_announce_joined(c, m);
+}
+
+static void
+remote_nick(const struct chat_ctx *c, const struct chat_remote_ops *r,
+	    const struct chat_wire_event *ev)
+{
+	void *m = remote_find(c, r, ev->a, ev->a_len, ev->instance), *other;
+	char old[CHAT_NAME_MAX + 1], name[CHAT_NAME_MAX + 1];
+
+	if (!m || ev->b_len > CHAT_NAME_MAX)
+		return;
+	memcpy(name, ev->b, ev->b_len);
+	name[ev->b_len] = '\0';
+	other = c->ops->find(c->room, name);
+	if (other && other != m) {
+		if (!r->is_remote(c->room, other))
+			return; /* ours: the backend gave it to us */
+		r->forget(c->room, other);
+	}
+	snprintf(old, sizeof(old), "%s", c->ops->nick(c->room, m));
+	r->rename(c->room, m, name);
+	if (strcmp(old, name) != 0)
+		chat_announce_renamed(c, m, old, name);
+}
+
+void
+chat_remote_event(const struct chat_ctx *c, const struct chat_remote_ops *r,
+		  const struct chat_wire_event *ev, char *san, size_t san_size)
+{
+	char name[CHAT_NAME_MAX + 1];
+	size_t len = 0;
+	void *m;
+
+	if (ev->text)
+		len = sanitize_line((const uint8_t *)ev->text, ev->text_len, san, san_size);
+	switch (ev->type) {
+	case CHAT_WIRE_JOIN:
+		remote_join(c, r, ev);
+		break;
+	case CHAT_WIRE_LEAVE:
+		m = remote_find(c, r, ev->a, ev->a_len, ev->instance);
+		if (m)
+			remote_left(c, r, m, san, len);
+		break;
+	case CHAT_WIRE_NICK:
+		remote_nick(c, r, ev);
+		break;
+	case CHAT_WIRE_MSG:
+	case CHAT_WIRE_ME:
+		if (ev->a_len > CHAT_NAME_MAX || chat_line_blank(san, len))
+			break;
+		memcpy(name, ev->a, ev->a_len);
+		name[ev->a_len] = '\0';
+		chat_relay(c, NULL, ev->type == CHAT_WIRE_ME, name, san, len);
+		break;
+	case CHAT_WIRE_PRIVMSG:
+		if (ev->a_len > CHAT_NAME_MAX || ev->b_len > CHAT_NAME_MAX)
+			break;
+		memcpy(name, ev->b, ev->b_len);
+		name[ev->b_len] = '\0';
+		m = c->ops->find(c->room, name);
+		if (!m || r->is_remote(c->room, m))
+			break;
+		memcpy(name, ev->a, ev->a_len);
+		name[ev->a_len] = '\0';
+		chat_send_private(c, m, name, san, len);
+		break;
+	default:
+		break;
+	}
+}
+
+void
+chat_remote_lost(const struct chat_ctx *c, const struct chat_remote_ops *r,
+		 const char *instance, const char *name)
+{
+	void *m = remote_find(c, r, name, strlen(name), instance);
+
+	if (m)
+		remote_left(c, r, m, "instance lost", strlen("instance lost"));
+}
+
+void
+chat_remote_evict(const struct chat_ctx *c, const struct chat_remote_ops *r, const char *name)
+{
+	void *m = c->ops->find(c->room, name);
+
+	if (m && r->is_remote(c->room, m))
+		r->forget(c->room, m);
+}
+
+bool
+chat_next_free_name(const struct chat_ctx *c, const char *base, unsigned *suffix,
+		    char ret[CHAT_NAME_MAX + 1])
+{
+	while (++*suffix < 1000) {
+		char tail[8];
+		int k = snprintf(tail, sizeof(tail), "-%u", *suffix);
+		int n = (int)MIN(strlen(base), (size_t)(CHAT_NAME_MAX - k));
+
+		snprintf(ret, CHAT_NAME_MAX + 1, "%.*s%s", n, base, tail);
+		if (!c->ops->find(c->room, ret))
+			return true;
+	}
+	return false;
+}

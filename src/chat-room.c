@@ -674,31 +674,86 @@ member_detach(struct chat_room *r, struct chat_member *m)
 	member_free(m);
 }
 
-/* A member of another instance still listed under a name the backend
- * just gave us (its instance went away unnoticed): forget it. */
+/* ---- the roster of other instances' members, for chat_remote_*() ---- */
+
+static bool
+tcp_is_remote(void *room, void *m)
+{
+	(void)room;
+	return ((struct chat_member *)m)->state == MEMBER_REMOTE;
+}
+
+static const char *
+tcp_instance(void *room, void *m)
+{
+	(void)room;
+	return ((struct chat_member *)m)->instance;
+}
+
+static void
+tcp_remote_update(void *room, void *m, const char *host, size_t host_len,
+		  const char *instance)
+{
+	struct chat_member *mm = m;
+
+	(void)room;
+	snprintf(mm->instance, sizeof(mm->instance), "%s", instance);
+	snprintf(mm->host, sizeof(mm->host), "%.*s", (int)host_len, host);
+}
+
+static void *
+tcp_remote_add(void *room, const char *name, const char *host, size_t host_len,
+	       const char *instance)
+{
+	struct chat_room *r = room;
+	struct chat_member *m;
+
+	if (r->lists[MEMBER_REMOTE].n >= CHAT_REMOTE_MAX ||
+	    table_reserve(r, &r->nicks, r->nicks.n + 1) < 0)
+		return NULL;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	m->state = MEMBER_REMOTE;
+	snprintf(m->nick, sizeof(m->nick), "%s", name);
+	tcp_remote_update(r, m, host, host_len, instance);
+	list_append(&r->lists[MEMBER_REMOTE], m);
+	table_put(r, &r->nicks, m);
+	return m;
+}
+
+static void
+tcp_remote_forget(void *room, void *m)
+{
+	member_detach(room, m);
+}
+
+static void
+tcp_remote_rename(void *room, void *m, const char *name)
+{
+	struct chat_room *r = room;
+	struct chat_member *mm = m;
+
+	table_remove(r, &r->nicks, mm);
+	snprintf(mm->nick, sizeof(mm->nick), "%s", name);
+	table_put(r, &r->nicks, mm);
+}
+
+static const struct chat_remote_ops tcp_remote_ops = {
+	.is_remote = tcp_is_remote,
+	.instance = tcp_instance,
+	.add = tcp_remote_add,
+	.update = tcp_remote_update,
+	.forget = tcp_remote_forget,
+	.rename = tcp_remote_rename,
+};
+
 static void
 evict_remote(struct chat_room *r, const char *name)
 {
-	struct chat_member *m = table_find(r, &r->nicks, name);
+	struct chat_ctx c = room_ctx(r);
 
-	if (m && m->state == MEMBER_REMOTE)
-		member_detach(r, m);
-}
-
-static struct chat_member *
-find_remote(struct chat_room *r, const char *name, size_t len, const char *instance)
-{
-	char n[CHAT_NAME_MAX + 1];
-	struct chat_member *m;
-
-	if (len > CHAT_NAME_MAX)
-		return NULL;
-	memcpy(n, name, len);
-	n[len] = '\0';
-	m = table_find(r, &r->nicks, n);
-	if (!m || m->state != MEMBER_REMOTE || strcmp(m->instance, instance) != 0)
-		return NULL;
-	return m;
+	chat_remote_evict(&c, &tcp_remote_ops, name);
 }
 
 static struct chat_member *
@@ -734,23 +789,6 @@ resume(struct chat_room *r, struct chat_member *m)
 	free(p);
 }
 
-/* NAME-2, NAME-3, ...: the first that nobody in the room has, cut to
- * fit the name rule. */
-static bool
-next_free_name(struct chat_room *r, struct chat_member *m, char ret[CHAT_NAME_MAX + 1])
-{
-	while (++m->suffix < 1000) {
-		char tail[8];
-		int k = snprintf(tail, sizeof(tail), "-%u", m->suffix);
-		int base = (int)MIN(strlen(m->nick), (size_t)(CHAT_NAME_MAX - k));
-
-		snprintf(ret, CHAT_NAME_MAX + 1, "%.*s%s", base, m->nick, tail);
-		if (!table_find(r, &r->nicks, ret))
-			return true;
-	}
-	return false;
-}
-
 /* After an outage: m's name again, or the first free NAME-N. */
 static void
 reclaim_done(struct chat_room *r, struct chat_member *m, int result)
@@ -759,7 +797,7 @@ reclaim_done(struct chat_room *r, struct chat_member *m, int result)
 	char name[CHAT_NAME_MAX + 1];
 
 	while (result == -EEXIST) {
-		if (!next_free_name(r, m, name))
+		if (!chat_next_free_name(&c, m->nick, &m->suffix, name))
 			break;
 		result = claim(r, m, name);
 		if (result == 0)
@@ -897,140 +935,19 @@ b_down(void *ud, int error, const char *reason)
 		r->s.backend_state(r->s.backend_ud, false, error, reason);
 }
 
-/* Remote text is untrusted: sanitized as a member's line is. */
-static size_t
-remote_text(struct chat_room *r, const char *p, size_t n)
-{
-	return p ? sanitize_line((const uint8_t *)p, n, r->rsan, r->rsan_size) : 0;
-}
-
-static void
-remote_join(struct chat_room *r, const struct chat_wire_event *ev)
-{
-	struct chat_ctx c = remote_ctx(r);
-	char name[CHAT_NAME_MAX + 1];
-	struct chat_member *m;
-
-	if (ev->a_len > CHAT_NAME_MAX)
-		return;
-	memcpy(name, ev->a, ev->a_len);
-	name[ev->a_len] = '\0';
-	m = table_find(r, &r->nicks, name);
-	if (m) {
-		/* A snapshot repeats what we know; a name that moved to
-		 * another instance (the old one went unnoticed) follows. */
-		if (m->state == MEMBER_REMOTE) {
-			snprintf(m->instance, sizeof(m->instance), "%s", ev->instance);
-			snprintf(m->host, sizeof(m->host), "%.*s", (int)ev->b_len, ev->b);
-		}
-		return;
-	}
-	if (r->lists[MEMBER_REMOTE].n >= CHAT_REMOTE_MAX ||
-	    table_reserve(r, &r->nicks, r->nicks.n + 1) < 0)
-		return;
-	m = calloc(1, sizeof(*m));
-	if (!m)
-		return;
-	m->state = MEMBER_REMOTE;
-	snprintf(m->nick, sizeof(m->nick), "%s", name);
-	snprintf(m->host, sizeof(m->host), "%.*s", (int)ev->b_len, ev->b);
-	snprintf(m->instance, sizeof(m->instance), "%s", ev->instance);
-	list_append(&r->lists[MEMBER_REMOTE], m);
-	table_put(r, &r->nicks, m);
-	chat_announce_joined(&c, m);
-}
-
-static void
-remote_left(struct chat_room *r, struct chat_member *m, const char *reason, size_t len)
-{
-	struct chat_ctx c = remote_ctx(r);
-	char name[CHAT_NAME_MAX + 1];
-
-	snprintf(name, sizeof(name), "%s", m->nick);
-	member_detach(r, m);
-	chat_announce_left(&c, name, reason, len);
-}
-
-static void
-remote_nick(struct chat_room *r, const struct chat_wire_event *ev)
-{
-	struct chat_ctx c = remote_ctx(r);
-	struct chat_member *m = find_remote(r, ev->a, ev->a_len, ev->instance), *other;
-	char old[CHAT_NAME_MAX + 1], name[CHAT_NAME_MAX + 1];
-
-	if (!m || ev->b_len > CHAT_NAME_MAX)
-		return;
-	memcpy(name, ev->b, ev->b_len);
-	name[ev->b_len] = '\0';
-	other = table_find(r, &r->nicks, name);
-	if (other && other != m) {
-		if (other->state != MEMBER_REMOTE)
-			return; /* ours: the backend gave it to us */
-		member_detach(r, other);
-	}
-	snprintf(old, sizeof(old), "%s", m->nick);
-	table_remove(r, &r->nicks, m);
-	snprintf(m->nick, sizeof(m->nick), "%s", name);
-	table_put(r, &r->nicks, m);
-	if (strcmp(old, name) != 0)
-		chat_announce_renamed(&c, m, old, name);
-}
-
 static void
 b_event(void *ud, const struct chat_wire_event *ev)
 {
 	struct chat_room *r = ud;
 	struct chat_ctx c = remote_ctx(r);
-	struct chat_member *m;
-	char name[CHAT_NAME_MAX + 1];
-	size_t len;
 
 	pthread_mutex_lock(&r->lock);
-	if (r->shutdown)
-		goto out;
-	/* Relays go to the batch until b_flush: a burst of 100 lines from
-	 * Redis costs each member one write, not 100. */
-	r->remote_batch = r->batch_from == NULL;
-	switch (ev->type) {
-	case CHAT_WIRE_JOIN:
-		remote_join(r, ev);
-		break;
-	case CHAT_WIRE_LEAVE:
-		m = find_remote(r, ev->a, ev->a_len, ev->instance);
-		if (m) {
-			len = remote_text(r, ev->text, ev->text_len);
-			remote_left(r, m, r->rsan, len);
-		}
-		break;
-	case CHAT_WIRE_NICK:
-		remote_nick(r, ev);
-		break;
-	case CHAT_WIRE_MSG:
-	case CHAT_WIRE_ME:
-		len = remote_text(r, ev->text, ev->text_len);
-		if (ev->a_len > CHAT_NAME_MAX || chat_line_blank(r->rsan, len))
-			break;
-		memcpy(name, ev->a, ev->a_len);
-		name[ev->a_len] = '\0';
-		chat_relay(&c, NULL, ev->type == CHAT_WIRE_ME, name, r->rsan, len);
-		break;
-	case CHAT_WIRE_PRIVMSG:
-		if (ev->a_len > CHAT_NAME_MAX || ev->b_len > CHAT_NAME_MAX)
-			break;
-		memcpy(name, ev->b, ev->b_len);
-		name[ev->b_len] = '\0';
-		m = table_find(r, &r->nicks, name);
-		if (!m || m->state != MEMBER_NAMED)
-			break;
-		len = remote_text(r, ev->text, ev->text_len);
-		memcpy(name, ev->a, ev->a_len);
-		name[ev->a_len] = '\0';
-		chat_send_private(&c, m, name, r->rsan, len);
-		break;
-	default:
-		break;
+	if (!r->shutdown) {
+		/* Relays go to the batch until b_flush: a burst of 100 lines
+		 * from Redis costs each member one write, not 100. */
+		r->remote_batch = r->batch_from == NULL;
+		chat_remote_event(&c, &tcp_remote_ops, ev, r->rsan, r->rsan_size);
 	}
-out:
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -1038,12 +955,11 @@ static void
 b_lost(void *ud, const char *instance, const char *name)
 {
 	struct chat_room *r = ud;
-	struct chat_member *m;
+	struct chat_ctx c = remote_ctx(r);
 
 	pthread_mutex_lock(&r->lock);
-	m = r->shutdown ? NULL : find_remote(r, name, strlen(name), instance);
-	if (m)
-		remote_left(r, m, "instance lost", strlen("instance lost"));
+	if (!r->shutdown)
+		chat_remote_lost(&c, &tcp_remote_ops, instance, name);
 	pthread_mutex_unlock(&r->lock);
 }
 

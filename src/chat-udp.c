@@ -1451,48 +1451,87 @@ remote_ctx(struct chat_udp_backend *k, struct udp_call *call)
 	return c;
 }
 
-/* A member of another instance still listed under a name the backend
- * just gave us (its instance went away unnoticed): forget it. */
-static void
-evict_remote(struct chat_udp *u, const char *name)
-{
-	struct udp_peer *p = nick_find(u, name);
+/* ---- the roster of other instances' members, for chat_remote_*() ---- */
 
-	if (p && p->remote)
-		remote_forget(u, peer_index(u, p));
+static bool
+r_is_remote(void *room, void *m)
+{
+	return is_remote(((struct udp_call *)room)->u, m);
 }
 
-static struct udp_peer *
-find_remote(struct chat_udp *u, const char *name, size_t len, const char *instance)
+static const char *
+r_instance(void *room, void *m)
 {
-	char n[CHAT_NAME_MAX + 1];
-	struct udp_peer *p;
+	(void)room;
+	return ((struct udp_peer *)m)->instance;
+}
 
-	if (len > CHAT_NAME_MAX)
+static void
+r_update(void *room, void *m, const char *host, size_t host_len, const char *instance)
+{
+	struct udp_peer *p = m;
+
+	(void)room;
+	snprintf(p->instance, sizeof(p->instance), "%s", instance);
+	snprintf(p->host, sizeof(p->host), "%.*s", (int)host_len, host);
+}
+
+static void *
+r_add(void *room, const char *name, const char *host, size_t host_len, const char *instance)
+{
+	struct chat_udp *u = ((struct udp_call *)room)->u;
+	struct udp_peer *p;
+	uint32_t i;
+
+	if (u->remotes.n >= u->remote_cap)
 		return NULL;
-	memcpy(n, name, len);
-	n[len] = '\0';
-	p = nick_find(u, n);
-	if (!p || !p->remote || strcmp(p->instance, instance) != 0)
+	i = peer_alloc(u);
+	if (i == NONE)
 		return NULL;
+	p = &peers(u)[i];
+	p->remote = true;
+	p->src.local.fd = -1;
+	snprintf(p->nick, sizeof(p->nick), "%s", name);
+	r_update(room, p, host, host_len, instance);
+	nick_put(u, i);
+	list_append(u, &u->remotes, join_link, i);
 	return p;
 }
 
-/* NAME-2, NAME-3, ...: the first that nobody in the room has, cut to
- * fit the name rule. */
-static bool
-next_free_name(struct chat_udp *u, struct udp_peer *p, char ret[CHAT_NAME_MAX + 1])
+static void
+r_forget(void *room, void *m)
 {
-	while (++p->suffix < 1000) {
-		char tail[8];
-		int k = snprintf(tail, sizeof(tail), "-%u", p->suffix);
-		int base = (int)MIN(strlen(p->nick), (size_t)(CHAT_NAME_MAX - k));
+	struct chat_udp *u = ((struct udp_call *)room)->u;
 
-		snprintf(ret, CHAT_NAME_MAX + 1, "%.*s%s", base, p->nick, tail);
-		if (!nick_find(u, ret))
-			return true;
-	}
-	return false;
+	remote_forget(u, peer_index(u, m));
+}
+
+static void
+r_rename(void *room, void *m, const char *name)
+{
+	struct chat_udp *u = ((struct udp_call *)room)->u;
+	uint32_t i = peer_index(u, m);
+
+	nick_remove(u, i);
+	snprintf(peers(u)[i].nick, sizeof(peers(u)[i].nick), "%s", name);
+	nick_put(u, i);
+}
+
+static const struct chat_remote_ops udp_remote_ops = {
+	.is_remote = r_is_remote,
+	.instance = r_instance,
+	.add = r_add,
+	.update = r_update,
+	.forget = r_forget,
+	.rename = r_rename,
+};
+
+static void
+evict_remote(struct udp_call *call, const char *name)
+{
+	struct chat_ctx c = udp_ctx(call);
+
+	chat_remote_evict(&c, &udp_remote_ops, name);
 }
 
 /* Claim name again for peer i after an outage (reclaim). */
@@ -1523,7 +1562,8 @@ reclaim_done(struct udp_call *call, uint32_t i, int result)
 	char name[CHAT_NAME_MAX + 1], host[CHAT_HOST_MAX];
 
 	/* Answered later, through the relay again. */
-	if (result == -EEXIST && next_free_name(u, p, name) && reclaim(u, i, name))
+	if (result == -EEXIST && chat_next_free_name(&c, p->nick, &p->suffix, name) &&
+	    reclaim(u, i, name))
 		return;
 	p->reclaim = false;
 	if (result != 0)
@@ -1534,7 +1574,7 @@ reclaim_done(struct udp_call *call, uint32_t i, int result)
 		memcpy(old, p->nick, sizeof(old));
 		/* Those that still list us under the old name forget it. */
 		(void)ring_publish(u, CHAT_WIRE_LEAVE, old, NULL, NULL, 0);
-		evict_remote(u, p->claim_name);
+		evict_remote(call, p->claim_name);
 		nick_remove(u, i);
 		memcpy(p->nick, p->claim_name, sizeof(p->nick));
 		nick_put(u, i);
@@ -1555,7 +1595,7 @@ pending_claim_done(struct udp_call *call, uint32_t pi, int result)
 
 	p->claim = CLAIM_NONE;
 	if (result == 0) {
-		evict_remote(u, p->nick);
+		evict_remote(call, p->nick);
 		if (u->joined.n < u->local_cap && !nick_find(u, p->nick)) {
 			join_now(call, pi, now_usec());
 			return;
@@ -1586,7 +1626,7 @@ peer_claim_done(struct udp_call *call, uint32_t i, int result)
 	if (p->reclaim)
 		reclaim_done(call, i, result);
 	else if (result == 0) {
-		evict_remote(call->u, p->claim_name);
+		evict_remote(call, p->claim_name);
 		chat_nick_done(&c, p, p->claim_name);
 	} else if (result == -EEXIST)
 		chat_send_taken(&c, p, p->claim_name);
@@ -1805,145 +1845,17 @@ b_claim_done(void *ud, uint64_t token, int result)
 	udp_unlock(k->u);
 }
 
-/* Remote text is untrusted: sanitized as a member's line is. */
-static size_t
-remote_text(struct chat_udp_backend *k, const char *p, size_t n)
-{
-	return p ? sanitize_line((const uint8_t *)p, n, k->rsan, k->rsan_size) : 0;
-}
-
-static void
-remote_join(struct chat_udp_backend *k, struct udp_call *call, const struct chat_wire_event *ev)
-{
-	struct chat_ctx c = remote_ctx(k, call);
-	struct chat_udp *u = k->u;
-	char name[CHAT_NAME_MAX + 1];
-	struct udp_peer *p;
-	uint32_t i;
-
-	if (ev->a_len > CHAT_NAME_MAX)
-		return;
-	memcpy(name, ev->a, ev->a_len);
-	name[ev->a_len] = '\0';
-	p = nick_find(u, name);
-	if (p) {
-		/* A snapshot repeats what we know; a name that moved to
-		 * another instance (the old one went unnoticed) follows. */
-		if (p->remote) {
-			snprintf(p->instance, sizeof(p->instance), "%s", ev->instance);
-			snprintf(p->host, sizeof(p->host), "%.*s", (int)ev->b_len, ev->b);
-		}
-		return;
-	}
-	if (u->remotes.n >= u->remote_cap)
-		return;
-	i = peer_alloc(u);
-	if (i == NONE)
-		return;
-	p = &peers(u)[i];
-	p->remote = true;
-	p->src.local.fd = -1;
-	snprintf(p->nick, sizeof(p->nick), "%s", name);
-	snprintf(p->host, sizeof(p->host), "%.*s", (int)ev->b_len, ev->b);
-	snprintf(p->instance, sizeof(p->instance), "%s", ev->instance);
-	nick_put(u, i);
-	list_append(u, &u->remotes, join_link, i);
-	chat_announce_joined(&c, p);
-}
-
-static void
-remote_left(struct chat_udp_backend *k, struct udp_call *call, struct udp_peer *p,
-	    const char *reason, size_t len)
-{
-	struct chat_ctx c = remote_ctx(k, call);
-	char name[CHAT_NAME_MAX + 1];
-
-	memcpy(name, p->nick, sizeof(name));
-	remote_forget(k->u, peer_index(k->u, p));
-	chat_announce_left(&c, name, reason, len);
-}
-
-static void
-remote_nick(struct chat_udp_backend *k, struct udp_call *call, const struct chat_wire_event *ev)
-{
-	struct chat_ctx c = remote_ctx(k, call);
-	struct chat_udp *u = k->u;
-	struct udp_peer *p = find_remote(u, ev->a, ev->a_len, ev->instance), *other;
-	char old[CHAT_NAME_MAX + 1], name[CHAT_NAME_MAX + 1];
-
-	if (!p || ev->b_len > CHAT_NAME_MAX)
-		return;
-	memcpy(name, ev->b, ev->b_len);
-	name[ev->b_len] = '\0';
-	other = nick_find(u, name);
-	if (other && other != p) {
-		if (!other->remote)
-			return; /* ours: the backend gave it to us */
-		remote_forget(u, peer_index(u, other));
-	}
-	memcpy(old, p->nick, sizeof(old));
-	nick_remove(u, peer_index(u, p));
-	memcpy(p->nick, name, sizeof(p->nick));
-	nick_put(u, peer_index(u, p));
-	if (strcmp(old, name) != 0)
-		chat_announce_renamed(&c, p, old, name);
-}
-
 static void
 b_event(void *ud, const struct chat_wire_event *ev)
 {
 	struct chat_udp_backend *k = ud;
 	struct udp_call call = backend_call(k);
 	struct chat_ctx c = remote_ctx(k, &call);
-	struct chat_udp *u = k->u;
-	char name[CHAT_NAME_MAX + 1];
-	struct udp_peer *p;
-	size_t len;
 
-	udp_lock(u);
-	if (u->shutdown)
-		goto out;
-	switch (ev->type) {
-	case CHAT_WIRE_JOIN:
-		remote_join(k, &call, ev);
-		break;
-	case CHAT_WIRE_LEAVE:
-		p = find_remote(u, ev->a, ev->a_len, ev->instance);
-		if (p) {
-			len = remote_text(k, ev->text, ev->text_len);
-			remote_left(k, &call, p, k->rsan, len);
-		}
-		break;
-	case CHAT_WIRE_NICK:
-		remote_nick(k, &call, ev);
-		break;
-	case CHAT_WIRE_MSG:
-	case CHAT_WIRE_ME:
-		len = remote_text(k, ev->text, ev->text_len);
-		if (ev->a_len > CHAT_NAME_MAX || chat_line_blank(k->rsan, len))
-			break;
-		memcpy(name, ev->a, ev->a_len);
-		name[ev->a_len] = '\0';
-		chat_relay(&c, NULL, ev->type == CHAT_WIRE_ME, name, k->rsan, len);
-		break;
-	case CHAT_WIRE_PRIVMSG:
-		if (ev->a_len > CHAT_NAME_MAX || ev->b_len > CHAT_NAME_MAX)
-			break;
-		memcpy(name, ev->b, ev->b_len);
-		name[ev->b_len] = '\0';
-		p = nick_find(u, name);
-		if (!p || p->remote)
-			break;
-		len = remote_text(k, ev->text, ev->text_len);
-		memcpy(name, ev->a, ev->a_len);
-		name[ev->a_len] = '\0';
-		chat_send_private(&c, p, name, k->rsan, len);
-		break;
-	default:
-		break;
-	}
-out:
-	udp_unlock(u);
+	udp_lock(k->u);
+	if (!k->u->shutdown)
+		chat_remote_event(&c, &udp_remote_ops, ev, k->rsan, k->rsan_size);
+	udp_unlock(k->u);
 }
 
 static void
@@ -1951,12 +1863,11 @@ b_lost(void *ud, const char *instance, const char *name)
 {
 	struct chat_udp_backend *k = ud;
 	struct udp_call call = backend_call(k);
-	struct udp_peer *p;
+	struct chat_ctx c = remote_ctx(k, &call);
 
 	udp_lock(k->u);
-	p = k->u->shutdown ? NULL : find_remote(k->u, name, strlen(name), instance);
-	if (p)
-		remote_left(k, &call, p, "instance lost", strlen("instance lost"));
+	if (!k->u->shutdown)
+		chat_remote_lost(&c, &udp_remote_ops, instance, name);
 	udp_unlock(k->u);
 }
 

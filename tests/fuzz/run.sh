@@ -74,7 +74,7 @@ sources_of() {
 	http) echo "httpreq.c" ;;
 	proxy) echo "proxyproto.c" ;;
 	url) echo "backend-url.c base/util.c" ;;
-	wire) echo "chat-wire.c chat-proto.c base/util.c" ;;
+	wire) echo "chat-wire.c chat-proto.c sanitize.c base/util.c" ;;
 	*) return 1 ;;
 	esac
 }
